@@ -1,0 +1,44 @@
+"""The public Python API; every CLI verb is a thin layer over these functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from synthlang.plan.program import ModelSpec, Program
+from synthlang.syntax import parse, parse_file
+
+
+def check_file(path: str | Path, params: dict[str, str] | None = None) -> Program:
+    """Parse and check a recipe file.
+
+    Args:
+        path: the ``.synth`` file.
+        params: ``--param`` overrides (strings, converted to each param's type).
+
+    Raises:
+        SynthSyntaxError: the first syntax error.
+        Diagnostics: all semantic errors.
+        ConfigError: unreadable file or bad ``--param``.
+    """
+    from synthlang.check import check
+
+    return check(parse_file(path), params)
+
+
+def run(program: Program, db: str | Path | None = None, progress: Any = None,
+        engine_factory: Callable[[ModelSpec], Any] | None = None, argv: list[str] | None = None) -> Any:
+    """Run a checked program, writing everything to the DuckDB file ``db``.
+
+    Returns:
+        A :class:`synthlang.execute.runner.RunSummary`.
+    """
+    from synthlang.execute.runner import run_program
+    from synthlang.store import DEFAULT_DB, Store
+
+    with Store(db or DEFAULT_DB) as store:
+        return run_program(program, store, progress, engine_factory, argv)
+
+
+__all__ = ["check_file", "parse", "parse_file", "run"]

@@ -1,0 +1,29 @@
+"""``synth check RECIPE...``: exit 0 when clean, 1 with diagnostics."""
+
+from __future__ import annotations
+
+import argparse
+
+from synthlang.cli.common import console
+from synthlang.errors import SynthError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipes", nargs="+", help=".synth files")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+
+
+def main(args: argparse.Namespace) -> int:
+    from synthlang.api import check_file
+    from synthlang.cli.main import err_console
+    from synthlang.cli.run import parse_params
+
+    bad = 0
+    for path in args.recipes:
+        try:
+            check_file(path, parse_params(args.param))
+            console.print(f"{path}: ok")
+        except SynthError as exc:
+            bad += 1
+            err_console.print(exc.render(), markup=False)
+    return 1 if bad else 0

@@ -1,0 +1,96 @@
+"""``synth run RECIPE``: run a recipe with a progress bar, then print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from synthlang.cli.common import add_db, console, db_path
+from synthlang.errors import ConfigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="the .synth file")
+    add_db(p)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a param (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"--param {it}: expected NAME=VALUE")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+class _RichProgress:
+    def __init__(self, progress: Progress) -> None:
+        self.p = progress
+        self.task: Any = None
+        self.tokens = 0
+        self.t0 = time.perf_counter()
+
+    def start_step(self, name: str, total: int) -> None:
+        self.tokens = 0
+        self.t0 = time.perf_counter()
+        self.task = self.p.add_task(name, total=total, tps="")
+
+    def advance(self, n: int = 1, tokens: int = 0) -> None:
+        self.tokens += tokens
+        dt = max(time.perf_counter() - self.t0, 1e-6)
+        self.p.update(self.task, advance=n, tps=f"{self.tokens / dt:6.1f} tok/s" if self.tokens else "")
+
+    def end_step(self) -> None:
+        pass
+
+
+def main(args: argparse.Namespace) -> int:
+    from synthlang.api import check_file
+    from synthlang.execute.runner import Runner
+    from synthlang.store import Store
+
+    program = check_file(args.recipe, parse_params(args.param))
+    db = db_path(args)
+    with Store(db) as store:
+        progress = Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, disable=args.quiet)
+        runner = Runner(program, store, _RichProgress(progress), argv=args.argv)
+        try:
+            with progress:
+                summary = runner.run()
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted[/]: finished calls and rows are saved in {db}.\n"
+                          f"Resume with: {shlex.join(args.argv)}")
+            return 130
+    print_summary(summary)
+    return 0
+
+
+def print_summary(s: Any) -> None:
+    t = Table(title=f"run {s.run_id} · {s.recipe} · {s.status}")
+    for c in ("step", "operator", "rows in", "rows out", "failed", "reused", "calls", "cached", "tokens", "seconds"):
+        t.add_column(c, justify="left" if c in ("step", "operator") else "right")
+    for st in s.steps:
+        t.add_row(st.name, st.operator, str(st.rows_in), str(st.rows_out), str(st.rows_failed), str(st.rows_reused),
+                  str(st.calls_made), str(st.calls_cached), str(st.prompt_tokens + st.completion_tokens), f"{st.seconds:.1f}")
+    console.print(t)
+    console.print(f"calls: {s.calls_made} made, {s.calls_cached} from cache · tokens: {s.prompt_tokens} prompt + "
+                  f"{s.completion_tokens} completion · wall time: {s.wall_s:.1f} s")
+    import os
+
+    for step, path, fmt, n in s.exports:
+        try:
+            path = os.path.relpath(path)
+        except ValueError:
+            pass
+        console.print(f"exported {n} rows of '{step}' to {path} ({fmt})")
+    console.print(f"database: {s.db_path}   (try: synth query \"SELECT step, count(*) FROM rows GROUP BY step\")")

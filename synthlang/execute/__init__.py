@@ -1,0 +1,1 @@
+"""Running programs: sources, the scheduler/runner, exports."""

@@ -1,0 +1,402 @@
+"""The runner: executes a checked :class:`Program` against engines and the store.
+
+This is the only place that wires engines to the store. For each step in
+dependency order it plans the output row ids, reuses rows an earlier run
+finished, answers calls from the call cache, sends the rest to the engine as
+one batch, and commits each result with its rows and lineage as it arrives.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from synthlang import __version__
+from synthlang.engines import Engine, Request, Result, create_engine
+from synthlang.engines.base import SamplingParams
+from synthlang.errors import EngineError
+from synthlang.execute.sources import load_source
+from synthlang.ops.base import RowFailure
+from synthlang.plan.keys import call_key, digest, row_id
+from synthlang.plan.program import ModelSpec, Program, SourceSpec, StepSpec
+from synthlang.store import Store
+from synthlang.templates import TemplateError, render, template_hash
+
+
+class Progress(Protocol):
+    """What the runner reports while it works (the CLI draws a progress bar)."""
+
+    def start_step(self, name: str, total: int) -> None: ...
+
+    def advance(self, n: int = 1, tokens: int = 0) -> None: ...
+
+    def end_step(self) -> None: ...
+
+
+class _NoProgress:
+    def start_step(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1, tokens: int = 0) -> None:
+        pass
+
+    def end_step(self) -> None:
+        pass
+
+
+@dataclass
+class StepStats:
+    """Counts for one step of one run (rows, calls, tokens, seconds)."""
+
+    name: str
+    operator: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_failed: int = 0
+    rows_reused: int = 0
+    calls_made: int = 0
+    calls_cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunSummary:
+    """What a run did; printed by ``synth run``.
+
+    Attributes:
+        run_id: the run's id in the store.
+        status: ``finished``, ``interrupted`` or ``failed``.
+        steps: per-step stats, sources first.
+        wall_s: wall time, in seconds.
+        exports: (step, path, format, rows) written.
+    """
+
+    run_id: str
+    recipe: str
+    db_path: str
+    status: str = "running"
+    steps: list[StepStats] = field(default_factory=list)
+    wall_s: float = 0.0
+    exports: list[tuple[str, str, str, int]] = field(default_factory=list)
+
+    @property
+    def calls_made(self) -> int:
+        return sum(s.calls_made for s in self.steps)
+
+    @property
+    def calls_cached(self) -> int:
+        return sum(s.calls_cached for s in self.steps)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(s.prompt_tokens for s in self.steps)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(s.completion_tokens for s in self.steps)
+
+
+@dataclass
+class _Task:
+    parent_id: str
+    parent: dict[str, Any]
+    sample: int
+    row_id: str
+    key: str = ""
+    seed: int = 0
+    messages: tuple[dict[str, str], ...] = ()
+    sampling: SamplingParams | None = None
+    json_schema: dict[str, Any] | None = None
+
+
+class Runner:
+    """Runs a program once.
+
+    Args:
+        program: the checked recipe.
+        store: the open store (written as results arrive).
+        progress: progress reporter.
+        engine_factory: builds an engine from a :class:`ModelSpec`
+            (tests inject the fake engine here).
+        argv: the command line, recorded in ``runs``.
+    """
+
+    def __init__(self, program: Program, store: Store, progress: Progress | None = None,
+                 engine_factory: Callable[[ModelSpec], Engine] | None = None, argv: list[str] | None = None) -> None:
+        self.program = program
+        self.store = store
+        self.progress = progress or _NoProgress()
+        self.engine_factory = engine_factory or (lambda m: create_engine(m.kind, m.model_id, m.options))
+        self.engines: dict[str, Engine] = {}
+        self.argv = argv or []
+        self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self.summary = RunSummary(self.run_id, program.name, str(store.path))
+        self.outputs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> RunSummary:
+        """Execute every source and step, then the exports.
+
+        Raises:
+            DataError: bad seed data (nothing generated is lost).
+            EngineError: an engine could not be loaded.
+            KeyboardInterrupt: re-raised after the run is marked interrupted.
+        """
+        prog = self.program
+        t0 = time.perf_counter()
+        self.store.begin_run(self.run_id, prog.name, str(prog.recipe.path), prog.fingerprint, prog.params,
+                             self.argv, __version__)
+        status = "failed"
+        try:
+            for src in prog.sources.values():
+                self._source(src)
+            for st in prog.steps:
+                self._step(st)
+            self.store.refresh_views({st.name: st.fields_out for st in prog.steps}
+                                     | {s.name: prog.node_fields(s.name) for s in prog.sources.values()})
+            from synthlang.execute.export import export_rows
+
+            for ex in prog.exports:
+                rows = self.outputs[ex.step]
+                n = export_rows(rows, ex.path, ex.format, ex.options)
+                self.store.record_export(self.run_id, ex.step, str(ex.path), ex.format, n)
+                self.summary.exports.append((ex.step, str(ex.path), ex.format, n))
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.summary.status = status
+            self.summary.wall_s = time.perf_counter() - t0
+            s = self.summary
+            self.store.finish_run(self.run_id, status, {
+                "calls_made": s.calls_made, "calls_cached": s.calls_cached, "prompt_tokens": s.prompt_tokens,
+                "completion_tokens": s.completion_tokens, "wall_s": s.wall_s})
+            for e in self.engines.values():
+                try:
+                    e.close()
+                except Exception:  # noqa: BLE001 - closing must not hide the real error
+                    pass
+        return self.summary
+
+    # ----------------------------------------------------------------- sources
+    def _source(self, src: SourceSpec) -> None:
+        t0 = time.perf_counter()
+        stats = StepStats(src.name, "source")
+        rows = load_source(src, self.program.params)
+        seen: dict[str, int] = defaultdict(int)
+        out: list[tuple[str, dict[str, Any]]] = []
+        for data in rows:
+            content = digest(data)
+            k = seen[content]
+            seen[content] += 1
+            out.append((row_id(src.fingerprint, [content], k), data))
+        existing = self.store.ok_rows([rid for rid, _ in out])
+        new = [{"row_id": rid, "parents": (), "data": data, "step_fingerprint": src.fingerprint, "operator": "source"}
+               for rid, data in out if rid not in existing]
+        self.store.write_rows(self.run_id, src.name, new)
+        self.store.mark_reused(self.run_id, src.name, [rid for rid, _ in out if rid in existing])
+        stats.rows_out = len(out)
+        stats.rows_reused = len(out) - len(new)
+        stats.seconds = time.perf_counter() - t0
+        self.outputs[src.name] = out
+        self.summary.steps.append(stats)
+        self._record_step(src.name, stats, {"fingerprint": src.fingerprint, "operator": "source", "input": None})
+
+    # ------------------------------------------------------------------- steps
+    def _step(self, st: StepSpec) -> None:
+        t0 = time.perf_counter()
+        stats = StepStats(st.name, st.op.name)
+        parents = self.outputs[st.input]
+        stats.rows_in = len(parents)
+        self.summary.steps.append(stats)
+        if st.op.uses_model:
+            out = self._llm_step(st, parents, stats)
+        else:
+            out = self._row_step(st, parents, stats)
+        self.outputs[st.name] = out
+        stats.rows_out = len(out)
+        stats.seconds = time.perf_counter() - t0
+        m = st.model
+        self._record_step(st.name, stats, {
+            "fingerprint": st.fingerprint, "operator": st.op.name, "input": st.input,
+            "model": m.name if m else None, "engine": m.kind if m else None, "model_id": m.model_id if m else None,
+            "template_hash": template_hash(st.opts["prompt"]) if st.opts.get("prompt") else None,
+            "options": {k: v for k, v in st.opts.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        })
+
+    def _record_step(self, name: str, stats: StepStats, info: dict[str, Any]) -> None:
+        self.store.record_step(self.run_id, {
+            "step": name, **info, "rows_in": stats.rows_in, "rows_out": stats.rows_out,
+            "rows_failed": stats.rows_failed, "calls_made": stats.calls_made, "calls_cached": stats.calls_cached,
+            "prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+        })
+
+    def _row_record(self, st: StepSpec, task_parent: str, sample: int, rid: str, data: dict[str, Any],
+                    status: str = "ok", error: str | None = None, raw: str | None = None,
+                    key: str | None = None, parents: tuple[str, ...] | None = None) -> dict[str, Any]:
+        return {
+            "row_id": rid, "parents": parents if parents is not None else (task_parent,), "data": data,
+            "status": status, "error": error, "raw": raw, "call_key": key, "sample_index": sample,
+            "step_fingerprint": st.fingerprint, "operator": st.op.name,
+            "model": st.model.name if st.model else None,
+            "template_hash": template_hash(st.opts["prompt"]) if st.opts.get("prompt") else None,
+        }
+
+    def _row_step(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]], stats: StepStats) -> list[tuple[str, dict[str, Any]]]:
+        assert st.op.apply is not None
+        self.progress.start_step(st.name, len(parents))
+        results = st.op.apply([d for _, d in parents], st.opts)
+        out: list[tuple[str, dict[str, Any]]] = []
+        records = []
+        per_parent: dict[tuple[int, ...], int] = defaultdict(int)
+        for idx, fields in results:
+            pids = tuple(parents[i][0] for i in idx)
+            k = per_parent[idx]
+            per_parent[idx] += 1
+            rid = row_id(st.fingerprint, pids, k)
+            data = {**parents[idx[0]][1], **{st.rename.get(f, f): v for f, v in fields.items()}} if idx else \
+                {st.rename.get(f, f): v for f, v in fields.items()}
+            out.append((rid, data))
+            records.append(self._row_record(st, pids[0] if pids else "", k, rid, data, parents=pids))
+        existing = self.store.ok_rows([r["row_id"] for r in records])
+        self.store.write_rows(self.run_id, st.name, [r for r in records if r["row_id"] not in existing])
+        self.store.mark_reused(self.run_id, st.name, list(existing))
+        stats.rows_reused = len(existing)
+        self.progress.advance(len(parents))
+        self.progress.end_step()
+        return out
+
+    def _engine(self, m: ModelSpec) -> Engine:
+        if m.name not in self.engines:
+            self.engines[m.name] = self.engine_factory(m)
+        return self.engines[m.name]
+
+    def _llm_step(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]], stats: StepStats) -> list[tuple[str, dict[str, Any]]]:
+        m = st.model
+        assert m is not None and st.op.postprocess is not None
+        n = int(st.opts.get("n") or 1)
+        tasks = [_Task(pid, pdata, k, row_id(st.fingerprint, (pid,), k)) for pid, pdata in parents for k in range(n)]
+        self.progress.start_step(st.name, len(tasks))
+        done = self.store.ok_rows([t.row_id for t in tasks])
+        results: dict[str, dict[str, Any]] = dict(done)
+        stats.rows_reused = len(done)
+        if done:
+            self.store.mark_reused(self.run_id, st.name, list(done))
+            self.progress.advance(len(done))
+        todo = [t for t in tasks if t.row_id not in done]
+
+        sampling = self._sampling(m, st)
+        sampling_key = sampling.key_dict()
+        failed_now: list[dict[str, Any]] = []
+        for t in todo:
+            try:
+                t.messages = self._messages(st, t.parent)
+            except TemplateError as exc:
+                failed_now.append(self._row_record(st, t.parent_id, t.sample, t.row_id, t.parent, "failed",
+                                                   f"template failed to render: {exc}"))
+                continue
+            t.sampling = sampling
+            t.key, t.seed = call_key(m.kind, m.model_id, list(t.messages), sampling_key, t.sample,
+                                     st.opts.get("seed"), t.json_schema, m.key_options.get("revision"))
+        if failed_now:
+            self.store.write_rows(self.run_id, st.name, failed_now)
+            stats.rows_failed += len(failed_now)
+            self.progress.advance(len(failed_now))
+        todo = [t for t in todo if t.key]
+
+        by_key: dict[str, list[_Task]] = defaultdict(list)
+        for t in todo:
+            by_key[t.key].append(t)
+        cached = self.store.get_calls(list(by_key))
+        for key, call in cached.items():
+            stats.calls_cached += 1
+            self._finish(st, by_key[key], call, stats, results, new_call=None)
+        pending = [ts[0] for key, ts in by_key.items() if key not in cached]
+        if pending:
+            engine = self._engine(m)
+            reqs = [Request(t.key, t.messages, sampling, t.seed, None, t.json_schema) for t in pending]
+            for res in engine.generate(reqs):
+                ts = by_key[res.key]
+                stats.calls_made += 1
+                stats.prompt_tokens += res.prompt_tokens
+                stats.completion_tokens += res.completion_tokens
+                call = self._call_record(m, ts[0], res)
+                self._finish(st, ts, call, stats, results, new_call=call)
+        self.progress.end_step()
+        return [(t.row_id, results[t.row_id]) for t in tasks if t.row_id in results]
+
+    def _sampling(self, m: ModelSpec, st: StepSpec) -> SamplingParams:
+        sp = m.sampling
+        over = {k: st.opts[k] for k in ("temperature", "top_p", "max_tokens") if st.opts.get(k) is not None}
+        if over:
+            from dataclasses import replace
+
+            sp = replace(sp, **over)
+        return sp
+
+    def _messages(self, st: StepSpec, row: dict[str, Any]) -> tuple[dict[str, str], ...]:
+        values = {**self.program.params, **row}
+        if st.op.prompt_vars:
+            values.update(st.op.prompt_vars(row, st.opts))
+        msgs: list[dict[str, str]] = []
+        if st.opts.get("system"):
+            msgs.append({"role": "system", "content": render(st.opts["system"], values, f"{st.name}.system")})
+        msgs.append({"role": "user", "content": render(st.opts["prompt"], values, f"{st.name}.prompt")})
+        return tuple(msgs)
+
+    def _call_record(self, m: ModelSpec, t: _Task, res: Result) -> dict[str, Any]:
+        assert t.sampling is not None
+        return {
+            "key": t.key, "engine": m.kind, "model": m.model_id, "messages": list(t.messages),
+            "sampling": t.sampling.key_dict(), "seed": t.seed, "sample_index": t.sample, "json_schema": t.json_schema,
+            "text": res.text, "finish_reason": res.finish_reason, "prompt_tokens": res.prompt_tokens,
+            "completion_tokens": res.completion_tokens, "latency_s": res.latency_s, "error": res.error,
+            "logprobs": res.logprobs, "meta": res.meta,
+        }
+
+    def _finish(self, st: StepSpec, tasks: list[_Task], call: dict[str, Any], stats: StepStats,
+                results: dict[str, dict[str, Any]], new_call: dict[str, Any] | None) -> None:
+        """Post-process one call's reply into rows for every task that asked it, and commit."""
+        assert st.op.postprocess is not None
+        records = []
+        for t in tasks:
+            text = call.get("text") or ""
+            err: str | None = None
+            if call.get("error"):
+                err = f"call failed: {call['error']}"
+            elif call.get("finish_reason") == "length":
+                err = "completion truncated at max_tokens (finish_reason=length)"
+            elif call.get("finish_reason") == "content_filter":
+                err = "completion blocked by the content filter"
+            elif not text.strip():
+                err = "empty completion"
+            if err is None:
+                try:
+                    fields = st.op.postprocess(t.parent, text, st.opts)
+                except RowFailure as exc:
+                    err = str(exc)
+            if err is not None:
+                stats.rows_failed += 1
+                records.append(self._row_record(st, t.parent_id, t.sample, t.row_id, t.parent, "failed", err, text, t.key))
+                continue
+            data = {**t.parent, **{st.rename.get(f, f): v for f, v in fields.items()}}
+            results[t.row_id] = data
+            records.append(self._row_record(st, t.parent_id, t.sample, t.row_id, data, raw=None, key=t.key))
+        self.store.commit_result(self.run_id, st.name, new_call, records)
+        self.progress.advance(len(tasks), int(call.get("completion_tokens") or 0) if new_call else 0)
+
+
+def run_program(program: Program, store: Store, progress: Progress | None = None,
+                engine_factory: Callable[[ModelSpec], Engine] | None = None, argv: list[str] | None = None) -> RunSummary:
+    """Run a checked program against a store (see :class:`Runner`)."""
+    return Runner(program, store, progress, engine_factory, argv).run()
+
+
+__all__ = ["Runner", "RunSummary", "StepStats", "run_program", "EngineError"]

@@ -1,0 +1,121 @@
+"""Operator specs: options, outputs, prompts and the pure post-processing of results.
+
+An operator is either an **LLM operator** (it renders a prompt per input row
+and sample, one call each, then post-processes the reply into new fields) or a
+**row operator** (it maps input rows to output rows without calls: verify
+against gold, filter, dedup). Post-processing is pure and runs after the call
+cache, so changing an extraction rule recomputes rows with zero LLM calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TEMPLATE_DIR = Path(__file__).with_name("templates")
+
+# Option kinds the checker understands.
+KIND_FIELD = "field"          # a field name of the input rows
+KIND_MODEL = "model"          # a model declaration
+KIND_TEMPLATE = "template"    # a template declaration or an inline string
+KIND_EXPR = "expr"            # a safe expression over the row
+KIND_STR = "str"
+KIND_INT = "int"
+KIND_FLOAT = "float"
+KIND_BOOL = "bool"
+KIND_LIST = "list"
+KIND_CHOICE = "choice"
+
+
+class RowFailure(Exception):
+    """Post-processing could not produce a row; the row is stored as failed with this reason."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One operator option.
+
+    Attributes:
+        name: the keyword in the recipe (``model=``, ``n=``).
+        kind: one of the ``KIND_*`` constants.
+        default: value used when the recipe omits it.
+        choices: allowed values for ``choice`` options.
+        doc: one line for ``docs/operators.md``.
+        post: ``True`` when the option only affects post-processing (it
+            changes the step fingerprint but never a call key).
+    """
+
+    name: str
+    kind: str
+    default: Any = None
+    choices: tuple[Any, ...] = ()
+    doc: str = ""
+    post: bool = False
+
+
+@dataclass(frozen=True)
+class OutputField:
+    """A field an operator adds to each output row."""
+
+    name: str
+    type: str
+    doc: str = ""
+
+
+SAMPLING_OPTIONS = (
+    Option("temperature", KIND_FLOAT, doc="override the model's temperature for this step"),
+    Option("top_p", KIND_FLOAT, doc="override top_p"),
+    Option("max_tokens", KIND_INT, doc="override max_tokens (tokens)"),
+    Option("seed", KIND_INT, doc="fixed sampling seed; default: derived from the call key"),
+)
+
+LLM_OPTIONS = (
+    Option("model", KIND_MODEL, doc="the model that answers (default: the first declared model)"),
+    Option("prompt", KIND_TEMPLATE, doc="the user prompt template (default: the operator's own)"),
+    Option("system", KIND_TEMPLATE, doc="an optional system prompt template"),
+    Option("n", KIND_INT, 1, doc="samples per input row; each sample is one call and one row"),
+) + SAMPLING_OPTIONS
+
+
+@dataclass(frozen=True)
+class Operator:
+    """An operator's static description plus its implementation hooks.
+
+    Attributes:
+        name: the name used in recipes.
+        doc: what it does.
+        source: the paper or doc it follows.
+        options: its options, by name.
+        outputs: the fields it adds, in order (renamable with ``->``).
+        uses_model: ``True`` for LLM operators.
+        default_prompt: file name under ``ops/templates`` of the default prompt.
+        postprocess: ``(row, text, opts) -> {output: value}`` for LLM operators;
+            pure; raises :class:`RowFailure`.
+        apply: ``(rows, opts) -> [(parent_indexes, new_fields)]`` for row
+            operators; pure.
+        prompt_vars: ``(row, opts) -> extra template variables``.
+    """
+
+    name: str
+    doc: str
+    source: str
+    options: dict[str, Option]
+    outputs: tuple[OutputField, ...]
+    uses_model: bool
+    default_prompt: str | None = None
+    postprocess: Callable[[dict[str, Any], str, dict[str, Any]], dict[str, Any]] | None = None
+    apply: Callable[[Sequence[dict[str, Any]], dict[str, Any]], list[tuple[tuple[int, ...], dict[str, Any]]]] | None = None
+    prompt_vars: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def default_prompt_text(self) -> str | None:
+        if self.default_prompt is None:
+            return None
+        return (TEMPLATE_DIR / self.default_prompt).read_text(encoding="utf-8")
+
+
+def options(*opts: Option) -> dict[str, Option]:
+    """Options by name, in declaration order."""
+    return {o.name: o for o in opts}

@@ -1,0 +1,1 @@
+"""Resolved programs, fingerprints and cache keys."""

@@ -1,0 +1,69 @@
+"""Content fingerprints and cache keys: sha256 of canonical JSON plus a version constant.
+
+Follows miniwdl's call cache: a key covers everything that decides a call's
+output and nothing else, so re-running a recipe re-issues no finished call
+and knobs such as batch size, concurrency, timeouts and endpoint URLs can
+change freely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+# Bump when the meaning of a key changes; it is stored in the DuckDB schema too.
+CACHE_VERSION = 1
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace; tuples become lists."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def digest(obj: Any, n: int = 32) -> str:
+    """sha256 hex of ``obj``'s canonical JSON with :data:`CACHE_VERSION` mixed in; first ``n`` digits."""
+    h = hashlib.sha256(f"v{CACHE_VERSION}:".encode())
+    h.update(canonical_json(obj).encode("utf-8"))
+    return h.hexdigest()[:n]
+
+
+def call_key(
+    engine: str,
+    model_id: str,
+    messages: list[dict[str, str]] | tuple[dict[str, str], ...],
+    sampling: dict[str, Any],
+    sample_index: int,
+    seed: int | None,
+    json_schema: dict[str, Any] | None = None,
+    revision: str | None = None,
+    logprobs: int | None = None,
+) -> tuple[str, int]:
+    """A call's cache key and its effective seed.
+
+    Args:
+        engine: engine kind (``embedded``, ``vllm``, ``openai``, ...).
+        model_id: model id; ``revision`` optionally pins a model revision.
+        messages: rendered chat messages.
+        sampling: output-changing sampling params (:meth:`SamplingParams.key_dict`).
+        sample_index: 0-based index among a row's ``n`` samples.
+        seed: the user's seed, or ``None`` to derive one from the key computed without it.
+        json_schema: the response schema, if any.
+        logprobs: number of top logprobs requested, if any.
+
+    Returns:
+        ``(key, seed)``: 32 hex digits and a 31-bit seed.
+    """
+    body = {
+        "engine": engine, "model": model_id, "revision": revision, "messages": list(messages),
+        "sampling": sampling, "sample_index": sample_index, "schema": json_schema, "logprobs": logprobs,
+    }
+    if seed is None:
+        seed = int(digest(body, 8), 16) & 0x7FFFFFFF
+    body["seed"] = seed
+    return digest(body), seed
+
+
+def row_id(step_fingerprint: str, parent_ids: tuple[str, ...] | list[str], sample_index: int) -> str:
+    """A row's id, derived from content: step fingerprint, parent row ids, sample index (24 hex digits)."""
+    return digest({"step": step_fingerprint, "parents": list(parent_ids), "sample": sample_index}, 24)

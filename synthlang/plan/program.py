@@ -1,0 +1,123 @@
+"""The resolved program: what the checker produces and the runner executes.
+
+A :class:`Program` is a recipe with every name resolved, templates loaded,
+option values evaluated, steps in dependency order and a content fingerprint
+for each source and step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthlang import ast
+from synthlang.engines.base import SamplingParams
+from synthlang.errors import Span
+from synthlang.ops.base import Operator
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved ``model`` declaration.
+
+    Attributes:
+        name: the declaration's name (``teacher``).
+        kind: engine kind.
+        model_id: model id ('' = the engine's default).
+        sampling: sampling defaults.
+        options: engine options that never change outputs (threads, base_url, concurrency, ...).
+        key_options: engine options that do change outputs (``revision``).
+    """
+
+    name: str
+    kind: str
+    model_id: str
+    sampling: SamplingParams
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    key_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def describe(self) -> str:
+        return f"{self.kind}({self.model_id!r})" if self.model_id else f"{self.kind}()"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A resolved ``source``: where seed rows come from and their fields."""
+
+    name: str
+    loader: str
+    path: Path | None
+    args: dict[str, Any]
+    fields: dict[str, str]
+    derived: tuple[tuple[str, ast.Expr], ...]
+    fingerprint: str
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A resolved ``step``.
+
+    Attributes:
+        name: the step's name.
+        op: the operator.
+        input: the name of the source or step whose rows it reads.
+        opts: option values: plain values, template texts (``prompt``),
+            model names (``model``), field names, expressions.
+        rename: operator output name → field name in the rows.
+        fields_in: fields available to it (name → type).
+        fields_out: fields of its output rows.
+        fingerprint: content hash of everything that decides its rows.
+        model: the resolved model for LLM operators.
+    """
+
+    name: str
+    op: Operator
+    input: str
+    opts: dict[str, Any]
+    rename: dict[str, str]
+    fields_in: dict[str, str]
+    fields_out: dict[str, str]
+    fingerprint: str
+    model: ModelSpec | None = None
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """A resolved ``export``."""
+
+    step: str
+    path: Path
+    format: str
+    options: dict[str, Any]
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Program:
+    """A checked recipe, ready to plan or run."""
+
+    recipe: ast.Recipe
+    name: str
+    description: str | None
+    base_dir: Path
+    params: dict[str, Any]
+    models: dict[str, ModelSpec]
+    sources: dict[str, SourceSpec]
+    templates: dict[str, str]
+    steps: list[StepSpec]
+    exports: list[ExportSpec]
+    budget: dict[str, Any]
+    fingerprint: str = ""
+
+    def node_fields(self, name: str) -> dict[str, str]:
+        if name in self.sources:
+            s = self.sources[name]
+            return {**s.fields, **{n: "any" for n, _ in s.derived}}
+        for st in self.steps:
+            if st.name == name:
+                return st.fields_out
+        raise KeyError(name)

@@ -1,0 +1,107 @@
+-- synthlang store schema. SCHEMA_VERSION and CACHE_VERSION live in table meta.
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    recipe VARCHAR,
+    recipe_path VARCHAR,
+    recipe_fingerprint VARCHAR,
+    params JSON,
+    argv JSON,
+    status VARCHAR,              -- running | finished | interrupted | failed | budget
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    calls_made INTEGER DEFAULT 0,
+    calls_cached INTEGER DEFAULT 0,
+    prompt_tokens BIGINT DEFAULT 0,
+    completion_tokens BIGINT DEFAULT 0,
+    wall_s DOUBLE,
+    synth_version VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS steps (
+    run_id VARCHAR,
+    step VARCHAR,
+    fingerprint VARCHAR,
+    operator VARCHAR,
+    input VARCHAR,
+    model VARCHAR,
+    engine VARCHAR,
+    model_id VARCHAR,
+    template_hash VARCHAR,
+    options JSON,
+    rows_in INTEGER,
+    rows_out INTEGER,
+    rows_failed INTEGER,
+    calls_made INTEGER,
+    calls_cached INTEGER,
+    prompt_tokens BIGINT,
+    completion_tokens BIGINT,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    PRIMARY KEY (run_id, step)
+);
+
+CREATE TABLE IF NOT EXISTS calls (
+    call_key VARCHAR PRIMARY KEY,   -- sha256 over engine, model, messages, sampling, sample index, seed, schema
+    engine VARCHAR,
+    model VARCHAR,
+    messages JSON,
+    sampling JSON,
+    seed BIGINT,
+    sample_index INTEGER,
+    json_schema JSON,
+    response VARCHAR,
+    finish_reason VARCHAR,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    latency_s DOUBLE,
+    error VARCHAR,
+    logprobs JSON,
+    meta JSON,                      -- endpoint, batch size, concurrency: recorded, never keyed
+    run_id VARCHAR,
+    step VARCHAR,
+    created_at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS rows (
+    row_id VARCHAR PRIMARY KEY,     -- sha256 over step fingerprint, parent row ids, sample index
+    step VARCHAR,
+    step_fingerprint VARCHAR,
+    operator VARCHAR,
+    round INTEGER,
+    sample_index INTEGER,
+    status VARCHAR,                 -- ok | failed
+    error VARCHAR,
+    raw VARCHAR,
+    call_key VARCHAR,
+    model VARCHAR,
+    template_hash VARCHAR,
+    data JSON,
+    created_at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS lineage (
+    child_id VARCHAR,
+    parent_id VARCHAR,
+    step VARCHAR,
+    round INTEGER,
+    PRIMARY KEY (child_id, parent_id)
+);
+
+CREATE TABLE IF NOT EXISTS run_rows (
+    run_id VARCHAR,
+    row_id VARCHAR,
+    step VARCHAR,
+    reused BOOLEAN,
+    PRIMARY KEY (run_id, row_id, step)
+);
+
+CREATE TABLE IF NOT EXISTS exports (
+    run_id VARCHAR,
+    step VARCHAR,
+    path VARCHAR,
+    format VARCHAR,
+    rows INTEGER,
+    created_at TIMESTAMP
+);

@@ -1,0 +1,307 @@
+"""The DuckDB store: runs, steps, LLM calls, rows and lineage in one file.
+
+This is the only module that imports duckdb; its exceptions become
+:class:`~synthlang.errors.StoreError`. Every finished call is committed
+together with its rows and lineage edges in one small transaction, so a run
+killed at any moment keeps all finished work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from synthlang.errors import SchemaVersionMismatch, StoreError, StoreLocked
+from synthlang.plan.keys import CACHE_VERSION
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = Path(".synth") / "synth.duckdb"
+_SCHEMA = Path(__file__).with_name("schema.sql")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _dumps(v: Any) -> str | None:
+    if v is None:
+        return None
+    return json.dumps(v, ensure_ascii=False, default=str)
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        msg = str(exc)
+        if "lock" in msg.lower():
+            raise StoreLocked(
+                f"{path} is held by another synthlang process (a 'synth run' in progress?). "
+                "Wait for it to finish, or query a copy: cp the file and pass --db COPY."
+            ) from None
+        raise StoreError(f"cannot open {path}: {msg}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from None
+
+
+class Store:
+    """A synthlang DuckDB file.
+
+    Args:
+        path: the database file (created with its folder if missing, unless read-only).
+        read_only: open for reading only; writes and DDL are refused by DuckDB.
+
+    Raises:
+        StoreLocked: another process holds the file for writing.
+        SchemaVersionMismatch: the file was written by an incompatible version.
+        StoreError: any other DuckDB failure.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only:
+            if not self.path.exists():
+                raise StoreError(f"no database at {self.path}: run a recipe first (synth run RECIPE), or pass --db PATH")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = _connect(self.path, read_only)
+        if not read_only:
+            self._init_schema()
+        self._check_version()
+
+    # ----------------------------------------------------------------- schema
+    def _init_schema(self) -> None:
+        try:
+            self.con.execute(_SCHEMA.read_text(encoding="utf-8"))
+            have = self.con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if have is None:
+                self.con.execute("INSERT INTO meta VALUES ('schema_version', ?), ('cache_version', ?)",
+                                 [str(SCHEMA_VERSION), str(CACHE_VERSION)])
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot initialise {self.path}: {exc}") from None
+
+    def _check_version(self) -> None:
+        try:
+            row = self.con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except duckdb.Error:
+            raise StoreError(f"{self.path} is not a synthlang database") from None
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            raise SchemaVersionMismatch(
+                f"{self.path} has schema version {row[0] if row else '?'}, this synthlang needs {SCHEMA_VERSION}; "
+                "use a new --db file")
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        except duckdb.Error:
+            pass
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------- runs
+    def begin_run(self, run_id: str, recipe: str, recipe_path: str, fingerprint: str,
+                  params: dict[str, Any], argv: list[str], version: str) -> None:
+        """Record the start of a run."""
+        self.con.execute(
+            "INSERT INTO runs (run_id, recipe, recipe_path, recipe_fingerprint, params, argv, status, started_at, synth_version)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            [run_id, recipe, recipe_path, fingerprint, _dumps(params), _dumps(argv), _now(), version])
+
+    def finish_run(self, run_id: str, status: str, stats: dict[str, Any]) -> None:
+        """Record a run's end: status and totals (calls, tokens, wall seconds)."""
+        self.con.execute(
+            "UPDATE runs SET status=?, finished_at=?, calls_made=?, calls_cached=?, prompt_tokens=?,"
+            " completion_tokens=?, wall_s=? WHERE run_id=?",
+            [status, _now(), stats.get("calls_made", 0), stats.get("calls_cached", 0), stats.get("prompt_tokens", 0),
+             stats.get("completion_tokens", 0), stats.get("wall_s"), run_id])
+
+    def record_step(self, run_id: str, info: dict[str, Any]) -> None:
+        """Insert or replace a step's stats for this run."""
+        cols = ["run_id", "step", "fingerprint", "operator", "input", "model", "engine", "model_id", "template_hash",
+                "options", "rows_in", "rows_out", "rows_failed", "calls_made", "calls_cached", "prompt_tokens",
+                "completion_tokens", "started_at", "finished_at"]
+        vals = [run_id] + [info.get(c) for c in cols[1:]]
+        vals[cols.index("options")] = _dumps(info.get("options"))
+        self.con.execute(f"INSERT OR REPLACE INTO steps ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals)
+
+    # ------------------------------------------------------------------ calls
+    def get_calls(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Finished calls (no error) among ``keys``, by key."""
+        if not keys:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 1000):
+            chunk = list(keys[i:i + 1000])
+            res = self.con.execute(
+                "SELECT call_key, response, finish_reason, prompt_tokens, completion_tokens, latency_s, logprobs"
+                " FROM calls WHERE error IS NULL AND call_key IN (SELECT unnest(?))", [chunk]).fetchall()
+            for k, resp, fr, pt, ct, lat, lps in res:
+                out[k] = {"text": resp, "finish_reason": fr, "prompt_tokens": pt, "completion_tokens": ct,
+                          "latency_s": lat, "logprobs": json.loads(lps) if lps else None}
+        return out
+
+    def ok_rows(self, row_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Rows among ``row_ids`` that finished with status ok: id → data."""
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(row_ids), 1000):
+            chunk = list(row_ids[i:i + 1000])
+            for rid, data in self.con.execute(
+                    "SELECT row_id, data FROM rows WHERE status='ok' AND row_id IN (SELECT unnest(?))", [chunk]).fetchall():
+                out[rid] = json.loads(data)
+        return out
+
+    def commit_result(self, run_id: str, step: str, call: dict[str, Any] | None, rows: Iterable[dict[str, Any]]) -> None:
+        """Commit one finished call and the rows made from it, with their lineage, in one transaction.
+
+        Args:
+            run_id: the current run.
+            step: the step's name.
+            call: the call record (None for rows made without a new call).
+            rows: row records: row_id, parents, data, status, error, raw, ... .
+        """
+        now = _now()
+        con = self.con
+        try:
+            con.execute("BEGIN TRANSACTION")
+            if call is not None:
+                con.execute(
+                    "INSERT OR REPLACE INTO calls (call_key, engine, model, messages, sampling, seed, sample_index, json_schema,"
+                    " response, finish_reason, prompt_tokens, completion_tokens, latency_s, error, logprobs, meta, run_id, step,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [call["key"], call["engine"], call["model"], _dumps(call["messages"]), _dumps(call["sampling"]),
+                     call["seed"], call["sample_index"], _dumps(call.get("json_schema")), call.get("text"),
+                     call.get("finish_reason"), call.get("prompt_tokens"), call.get("completion_tokens"),
+                     call.get("latency_s"), call.get("error"), _dumps(call.get("logprobs")), _dumps(call.get("meta")),
+                     run_id, step, now])
+            for r in rows:
+                self._write_row(run_id, step, r, now)
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise StoreError(f"cannot write to {self.path}: {exc}") from None
+
+    def _write_row(self, run_id: str, step: str, r: dict[str, Any], now: dt.datetime) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO rows (row_id, step, step_fingerprint, operator, round, sample_index, status, error, raw,"
+            " call_key, model, template_hash, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [r["row_id"], step, r.get("step_fingerprint"), r.get("operator"), r.get("round", 0), r.get("sample_index", 0),
+             r.get("status", "ok"), r.get("error"), r.get("raw"), r.get("call_key"), r.get("model"),
+             r.get("template_hash"), _dumps(r.get("data")), now])
+        for p in r.get("parents", ()):
+            self.con.execute("INSERT OR IGNORE INTO lineage VALUES (?, ?, ?, ?)", [r["row_id"], p, step, r.get("round", 0)])
+        self.con.execute("INSERT OR IGNORE INTO run_rows VALUES (?, ?, ?, ?)", [run_id, r["row_id"], step, False])
+
+    def write_rows(self, run_id: str, step: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Commit rows made without a call (seeds, row operators) in one transaction."""
+        self.commit_result(run_id, step, None, rows)
+
+    def mark_reused(self, run_id: str, step: str, row_ids: Sequence[str]) -> None:
+        """Link rows finished by an earlier run to this run."""
+        if not row_ids:
+            return
+        self.con.execute(
+            "INSERT OR IGNORE INTO run_rows SELECT ?, unnest(?), ?, true", [run_id, list(row_ids), step])
+
+    def record_export(self, run_id: str, step: str, path: str, fmt: str, rows: int) -> None:
+        self.con.execute("INSERT INTO exports VALUES (?, ?, ?, ?, ?, ?)", [run_id, step, path, fmt, rows, _now()])
+
+    def refresh_views(self, steps: dict[str, dict[str, str]]) -> None:
+        """Create one view per step, ``step_<name>``, with the step's fields as typed columns (latest run)."""
+        for name, fields in steps.items():
+            cols = []
+            for f, t in fields.items():
+                sqlt = {"int": "BIGINT", "float": "DOUBLE", "number": "DOUBLE", "bool": "BOOLEAN"}.get(t)
+                expr = f"(r.data->>'{_sql_str(f)}')"
+                cols.append(f"TRY_CAST({expr} AS {sqlt}) AS \"{_ident(f)}\"" if sqlt else f"{expr} AS \"{_ident(f)}\"")
+            sel = ", ".join(["r.row_id", "r.status", "r.error"] + cols)
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW \"step_{_ident(name)}\" AS SELECT {sel} FROM rows r "
+                f"JOIN run_rows rr ON rr.row_id = r.row_id AND rr.step = '{_sql_str(name)}' "
+                f"WHERE rr.run_id = (SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM run_rows WHERE step = '{_sql_str(name)}') "
+                f"ORDER BY started_at DESC LIMIT 1)")
+
+    # ------------------------------------------------------------------ reads
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run SQL; return (column names, rows).
+
+        Raises:
+            StoreError: on a SQL error or a write refused by a read-only store.
+        """
+        try:
+            cur = self.con.execute(sql, list(params) if params else None)
+            cols = [d[0] for d in cur.description] if cur.description else []
+            return cols, cur.fetchall() if cur.description else []
+        except duckdb.Error as exc:
+            msg = str(exc)
+            if self.read_only and ("read-only" in msg.lower() or "read only" in msg.lower()):
+                raise StoreError(f"synth query is read-only: {msg.splitlines()[0]}") from None
+            raise StoreError(msg.splitlines()[0] if msg else type(exc).__name__) from None
+
+    def run_rows(self, run_id: str, step: str, status: str | None = "ok") -> list[tuple[str, dict[str, Any]]]:
+        """(row_id, data) of the rows a run produced or reused for a step, ordered by creation."""
+        sql = ("SELECT r.row_id, r.data FROM run_rows rr JOIN rows r ON r.row_id = rr.row_id "
+               "WHERE rr.run_id = ? AND rr.step = ?")
+        args: list[Any] = [run_id, step]
+        if status:
+            sql += " AND r.status = ?"
+            args.append(status)
+        sql += " ORDER BY r.created_at, r.row_id"
+        return [(rid, json.loads(d)) for rid, d in self.con.execute(sql, args).fetchall()]
+
+    def latest_run(self, recipe: str | None = None) -> str | None:
+        sql = "SELECT run_id FROM runs"
+        args: list[Any] = []
+        if recipe:
+            sql += " WHERE recipe = ?"
+            args.append(recipe)
+        row = self.con.execute(sql + " ORDER BY started_at DESC LIMIT 1", args).fetchone()
+        return row[0] if row else None
+
+    def lineage(self, row_id: str) -> dict[str, Any]:
+        """The ancestry of a row as a nested dict: row_id, step, status, data, parents[].
+
+        Raises:
+            StoreError: when no row has that id (a unique prefix is accepted).
+        """
+        rid = self._resolve_row(row_id)
+
+        def node(r: str, depth: int) -> dict[str, Any]:
+            row = self.con.execute("SELECT row_id, step, operator, status, error, data, call_key, round FROM rows WHERE row_id=?",
+                                   [r]).fetchone()
+            parents = [p for (p,) in self.con.execute("SELECT parent_id FROM lineage WHERE child_id=? ORDER BY parent_id",
+                                                      [r]).fetchall()]
+            return {"row_id": r, "step": row[1] if row else None, "operator": row[2] if row else None,
+                    "status": row[3] if row else None, "error": row[4] if row else None,
+                    "data": json.loads(row[5]) if row and row[5] else {}, "call_key": row[6] if row else None,
+                    "parents": [node(p, depth + 1) for p in parents] if depth < 64 else []}
+
+        return node(rid, 0)
+
+    def _resolve_row(self, row_id: str) -> str:
+        hits = self.con.execute("SELECT row_id FROM rows WHERE row_id LIKE ? LIMIT 2", [row_id + "%"]).fetchall()
+        if not hits:
+            raise StoreError(f"no row with id {row_id} in {self.path}")
+        if len(hits) > 1 and hits[0][0] != row_id:
+            raise StoreError(f"row id prefix {row_id} is ambiguous; give more digits")
+        return hits[0][0]
+
+
+def _ident(s: str) -> str:
+    return s.replace('"', '""')
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")

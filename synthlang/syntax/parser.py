@@ -1,0 +1,376 @@
+"""The Lark LALR parser and its transformer into AST nodes.
+
+Lark is hidden behind this module: its exceptions become
+:class:`~synthlang.errors.SynthSyntaxError` with a position and the expected
+tokens in words (``a name``, ``'='``), never a Lark traceback.
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from synthlang import ast
+from synthlang.errors import Span, SynthSyntaxError, remember_source
+
+_GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "LONG_STRING": "a string",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*', '/' or '%'",
+    "$END": "the end of the file",
+}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(
+        _GRAMMAR.read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+@lru_cache(maxsize=1)
+def _expr_parser() -> Lark:
+    return Lark(
+        _GRAMMAR.read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        start="expr",
+    )
+
+
+def _words(terminals: set[str] | frozenset[str]) -> list[str]:
+    defs = {t.name: t for t in _parser().terminals}
+    out: set[str] = set()
+    for name in terminals:
+        if name in _WORDS:
+            out.add(_WORDS[name])
+            continue
+        if name.startswith(("_KW_", "KW_")) or name == "REPLACE":
+            out.add("'" + name.split("KW_")[-1].lower() + "'")
+            continue
+        tdef = defs.get(name)
+        if tdef is not None and tdef.pattern.type == "str":
+            out.add(f"'{tdef.pattern.value}'")
+        else:
+            out.add(name.lower())
+    return sorted(out)
+
+
+def _expected_text(expected: list[str]) -> str:
+    if not expected:
+        return ""
+    if len(expected) == 1:
+        return expected[0]
+    if len(expected) > 8:
+        return ", ".join(expected[:8]) + ", ..."
+    return ", ".join(expected[:-1]) + " or " + expected[-1]
+
+
+def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> SynthSyntaxError:
+    line = getattr(exc, "line", None) or 1
+    col = getattr(exc, "column", None) or 1
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        lines = text.splitlines() or [""]
+        line = len(lines)
+        col = len(lines[-1]) + 1
+        expected = _words(exc.expected if isinstance(exc, UnexpectedEOF) else exc.accepts or exc.expected)
+        msg = "unexpected end of file"
+    elif isinstance(exc, UnexpectedToken):
+        expected = _words(exc.accepts or exc.expected)
+        tok = exc.token
+        found = repr(str(tok)) if str(tok) else tok.type
+        msg = f"unexpected {found}"
+        line, col = tok.line or line, tok.column or col
+    elif isinstance(exc, UnexpectedCharacters):
+        expected = _words(exc.allowed or set())
+        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        msg = f"unexpected character {ch!r}"
+    else:  # pragma: no cover - lark has no other kinds today
+        expected, msg = [], str(exc)
+    hint = f"expected {_expected_text(expected)}" if expected else None
+    span = Span(path, line, col, line, col + 1)
+    return SynthSyntaxError(msg, span, hint=hint, expected=expected)
+
+
+def _span(meta: Any, path: str) -> Span:
+    if getattr(meta, "empty", True):
+        return Span(path, 0, 0, 0, 0)
+    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(tok: Token, path: str) -> Span:
+    return Span(path, tok.line or 0, tok.column or 0, tok.end_line or 0, tok.end_column or 0)
+
+
+def _unquote(tok: Token) -> str:
+    s = str(tok)
+    if s.startswith('"""'):
+        body = s[3:-3]
+        if body.startswith("\n"):
+            body = body[1:]
+        return _dedent(pyast.literal_eval('"""' + body + '"""'))
+    return pyast.literal_eval(s)
+
+
+def _dedent(s: str) -> str:
+    import textwrap
+
+    return textwrap.dedent(s)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def _s(self, meta: Any) -> Span:
+        return _span(meta, self.path)
+
+    # declarations
+    def start(self, meta, items):
+        header = None
+        decls = []
+        for it in items:
+            if isinstance(it, ast.Header):
+                header = it
+            else:
+                decls.append(it)
+        return ast.Recipe(self.path, header, tuple(decls), self._s(meta))
+
+    def header(self, meta, c):
+        return ast.Header(str(c[0]), c[1], self._s(meta))
+
+    def param(self, meta, c):
+        return ast.Param(str(c[0]), c[1], c[2], span=self._s(meta))
+
+    def model(self, meta, c):
+        return ast.Model(str(c[0]), c[1], span=self._s(meta))
+
+    def source(self, meta, c):
+        fields = c[2] if c[2] is not None else ()
+        return ast.Source(str(c[0]), c[1], tuple(fields), span=self._s(meta))
+
+    def source_body(self, meta, c):
+        return tuple(c)
+
+    def field_decl(self, meta, c):
+        return ast.FieldDecl(str(c[0]), c[1], self._s(meta))
+
+    def derived_field(self, meta, c):
+        return ast.DerivedField(str(c[0]), c[1], self._s(meta))
+
+    def template(self, meta, c):
+        name, body = str(c[0]), c[1]
+        if isinstance(body, ast.Call):
+            if body.func != "file" or len(body.args) != 1 or not isinstance(body.args[0].value, ast.Literal) \
+                    or not isinstance(body.args[0].value.value, str):
+                raise SynthSyntaxError(
+                    f"template '{name}' must be a string or file(\"path.j2\")",
+                    body.span,
+                    hint='write template t = """...""" or template t = file("templates/t.j2")',
+                )
+            return ast.Template(name, None, body.args[0].value.value, span=self._s(meta))
+        return ast.Template(name, body, None, span=self._s(meta))
+
+    def step(self, meta, c):
+        outs = c[2] if c[2] is not None else ()
+        return ast.Step(str(c[0]), c[1], tuple(outs), span=self._s(meta))
+
+    def outputs(self, meta, c):
+        return tuple(c)
+
+    def output(self, meta, c):
+        return ast.Output(str(c[1]), c[2], c[0] is not None, self._s(meta))
+
+    def export(self, meta, c):
+        fmt = str(c[2]) if c[2] is not None else "jsonl"
+        opts = c[3].args if c[3] is not None else ()
+        return ast.Export(c[0], c[1], fmt, tuple(opts), self._s(meta))
+
+    def budget(self, meta, c):
+        return ast.Budget(tuple(c), self._s(meta))
+
+    def use(self, meta, c):
+        return ast.Use(c[0], str(c[1]), self._s(meta))
+
+    def loop(self, meta, c):
+        args = c[1].args if c[1] is not None else ()
+        return ast.Loop(str(c[0]), tuple(args), tuple(c[2:]), span=self._s(meta))
+
+    def type(self, meta, c):
+        return ast.TypeRef(str(c[0]), c[1], self._s(meta))
+
+    def string(self, meta, c):
+        return _unquote(c[0])
+
+    # expressions
+    def or_expr(self, meta, c):
+        return self._chain("or", c, meta)
+
+    def and_expr(self, meta, c):
+        return self._chain("and", c, meta)
+
+    def _chain(self, op, c, meta):
+        out = c[0]
+        for nxt in c[1:]:
+            out = ast.Binary(op, out, nxt, self._s(meta))
+        return out
+
+    def not_(self, meta, c):
+        return ast.Unary("not", c[0], self._s(meta))
+
+    def neg(self, meta, c):
+        return ast.Unary("-", c[0], self._s(meta))
+
+    def compare(self, meta, c):
+        return ast.Binary(str(c[1]), c[0], c[2], self._s(meta))
+
+    def in_(self, meta, c):
+        return ast.Binary("in", c[0], c[1], self._s(meta))
+
+    def sum(self, meta, c):
+        return self._binops(c, meta)
+
+    def product(self, meta, c):
+        return self._binops(c, meta)
+
+    def _binops(self, c, meta):
+        out = c[0]
+        for i in range(1, len(c), 2):
+            out = ast.Binary(str(c[i]), out, c[i + 1], self._s(meta))
+        return out
+
+    def call(self, meta, c):
+        args = c[1].args if c[1] is not None else ()
+        return ast.Call(str(c[0]), tuple(args), self._s(meta))
+
+    def attr(self, meta, c):
+        return ast.Attr(c[0], str(c[1]), self._s(meta))
+
+    def index(self, meta, c):
+        return ast.Index(c[0], c[1], self._s(meta))
+
+    def number(self, meta, c):
+        s = str(c[0])
+        val: int | float = float(s) if any(ch in s for ch in ".eE") else int(s)
+        return ast.Literal(val, self._s(meta))
+
+    def strlit(self, meta, c):
+        return ast.Literal(c[0], self._s(meta))
+
+    def true(self, meta, c):
+        return ast.Literal(True, self._s(meta))
+
+    def false(self, meta, c):
+        return ast.Literal(False, self._s(meta))
+
+    def null(self, meta, c):
+        return ast.Literal(None, self._s(meta))
+
+    def name(self, meta, c):
+        return ast.Name(str(c[0]), self._s(meta))
+
+    def list(self, meta, c):
+        return ast.ListExpr(tuple(x for x in c if x is not None), self._s(meta))
+
+    def arglist(self, meta, c):
+        return ast.Call("", tuple(c), self._s(meta))
+
+    def kwarg(self, meta, c):
+        return ast.Arg(str(c[0]), c[1], self._s(meta))
+
+    def budget_arg(self, meta, c):
+        return ast.Arg(str(c[0]), c[1], self._s(meta))
+
+    def posarg(self, meta, c):
+        return ast.Arg(None, c[0], self._s(meta))
+
+    def __default_token__(self, tok):
+        return tok
+
+
+def parse(text: str, path: str = "<string>") -> ast.Recipe:
+    """Parse recipe text into a :class:`synthlang.ast.Recipe`.
+
+    Args:
+        text: the ``.synth`` source.
+        path: the file name used in spans and diagnostics.
+
+    Raises:
+        SynthSyntaxError: at the first syntax error, with line, column and
+            what was expected in words.
+    """
+    remember_source(path, text)
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, path, text) from None
+    try:
+        return _ToAst(path).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SynthSyntaxError):
+            raise exc.orig_exc from None
+        raise
+
+
+def parse_expr(text: str, path: str = "<expr>") -> ast.Expr:
+    """Parse one expression (used for ``--param`` values and tests).
+
+    Raises:
+        SynthSyntaxError: when ``text`` is not one expression.
+    """
+    remember_source(path, text)
+    try:
+        tree = _expr_parser().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, path, text) from None
+    return _ToAst(path).transform(tree)
+
+
+def parse_file(path: str | Path) -> ast.Recipe:
+    """Read and parse a ``.synth`` file.
+
+    Raises:
+        ConfigError: when the file cannot be read or is not UTF-8 text.
+        SynthSyntaxError: at the first syntax error.
+    """
+    from synthlang.errors import ConfigError
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SynthSyntaxError(
+            "the file is not UTF-8 text", Span(str(path), line, col, line, col + 1),
+            hint="save the recipe as UTF-8",
+        ) from None
+    if "\x00" in text:
+        i = text.index("\x00")
+        line = text.count("\n", 0, i) + 1
+        col = i - (text.rfind("\n", 0, i) + 1) + 1
+        raise SynthSyntaxError("the file contains a NUL byte (binary data?)", Span(str(path), line, col, line, col + 1))
+    return parse(text, str(path))

@@ -1,0 +1,54 @@
+"""CLI behaviour that needs no model: errors without tracebacks, read-only query, --db."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO, write
+
+
+def synth(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "synthlang.cli.main", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_syntax_error_prints_position_and_caret(tmp_path):
+    write(tmp_path / "bad.synth", "recipe r\nmodel m = embedded(temperature=)\n")
+    r = synth("run", "bad.synth", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "bad.synth:2:32: error: unexpected ')'" in r.stderr
+    assert "^" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_check_clean_and_dirty(tmp_path):
+    ok = synth("check", "recipes/quickstart.synth")
+    assert ok.returncode == 0, ok.stderr
+    write(tmp_path / "d.synth", 'step s = answr(seeds)\n')
+    bad = synth("check", "d.synth", cwd=tmp_path)
+    assert bad.returncode == 1 and "unknown operator 'answr'" in bad.stderr and "did you mean 'answer'?" in bad.stderr
+
+
+def test_query_is_read_only_and_missing_db_is_clear(tmp_path):
+    r = synth("query", "select 1", "--db", str(tmp_path / "none.duckdb"))
+    assert r.returncode == 1 and "no database" in r.stderr and "Traceback" not in r.stderr
+    import duckdb
+
+    from synthlang.store import Store
+
+    Store(tmp_path / "s.duckdb").close()
+    r = synth("query", "delete from rows", "--db", str(tmp_path / "s.duckdb"))
+    assert r.returncode == 1 and "read-only" in r.stderr
+    assert duckdb  # imported to make sure the store exists for the next line
+    r = synth("query", "select count(*) as n from rows", "--db", str(tmp_path / "s.duckdb"))
+    assert r.returncode == 0 and "1 row" in r.stdout
+
+
+def test_plan_json(tmp_path):
+    import json
+
+    r = synth("plan", "recipes/quickstart.synth", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert [s["name"] for s in plan["steps"]] == ["rephrased", "answered", "verified"]
+    assert plan["steps"][0]["calls"] == 20 and plan["steps"][2]["calls"] == 0
