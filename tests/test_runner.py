@@ -135,3 +135,21 @@ def test_checker_reports_all_errors_sorted(project):
     assert errs[0].span.line < errs[1].span.line
     assert errs[0].hint == "declared models: m"
     assert "did you mean 'final_answer'?" in errs[1].hint
+
+
+def test_csv_source_with_typed_fields(project, fake_factory):
+    text = """
+source intents = csv("data/banking77/test.csv", limit=5) {
+  text: str
+  category: str
+  words = word_count(text)
+}
+model m = fake()
+step labelled = generate(intents, model=m, prompt="Intent of: {{ text }}") -> label
+"""
+    s = _run(project, fake_factory, text)
+    by = {x.name: x for x in s.steps}
+    assert by["intents"].rows_out == 5 and by["labelled"].calls_made == 5
+    con = duckdb.connect(str(project / "db.duckdb"), read_only=True)
+    words = [json.loads(d)["words"] for (d,) in con.execute("select data from rows where step='intents'").fetchall()]
+    assert all(isinstance(w, int) and w > 0 for w in words)

@@ -35,7 +35,7 @@ from synthlang.plan.program import ExportSpec, ModelSpec, Program, SourceSpec, S
 from synthlang.templates import TemplateError, variables
 
 TYPES = ("str", "int", "float", "bool", "json", "list", "any", "number")
-SOURCE_LOADERS = ("jsonl",)
+SOURCE_LOADERS = ("jsonl", "csv")
 EXPORT_FORMATS = ("jsonl", "hf", "parquet")
 MODEL_KEY_OPTIONS = ("revision",)
 
