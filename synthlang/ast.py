@@ -244,8 +244,17 @@ class Use:
 
 
 @dataclass(frozen=True)
+class Feed:
+    """``feed POOL from STEP`` inside a loop: the new rows of STEP join POOL for the next round."""
+
+    pool: str
+    step: str
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Loop:
-    """``loop NAME(rounds=N, until=expr) { steps }`` — repeat steps; only new rows feed back."""
+    """``loop NAME(rounds=N, until=expr) { steps; feed POOL from STEP }`` — repeat steps; only new rows feed back."""
 
     name: str
     args: tuple[Arg, ...]

@@ -215,6 +215,9 @@ class _ToAst(Transformer):
         args = c[1].args if c[1] is not None else ()
         return ast.Loop(str(c[0]), tuple(args), tuple(c[2:]), span=self._s(meta))
 
+    def feed(self, meta, c):
+        return ast.Feed(str(c[0]), str(c[1]), self._s(meta))
+
     def type(self, meta, c):
         return ast.TypeRef(str(c[0]), c[1], self._s(meta))
 
