@@ -8,6 +8,7 @@ tokens in words (``a name``, ``'='``), never a Lark traceback.
 from __future__ import annotations
 
 import ast as pyast
+import dataclasses
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,20 @@ _WORDS = {
     "ADD_OP": "'+' or '-'",
     "MUL_OP": "'*', '/' or '%'",
     "$END": "the end of the file",
+    "DOC_COMMENT": "a '##' doc comment",
+    "LPAR": "'('",
+    "LSQB": "'['",
+    "MINUS": "'-'",
 }
+
+
+# Comment tokens seen by the lexer during the current parse (``synth fmt`` keeps them).
+_COMMENT_SINK: list[Token] = []
+
+
+def _collect(tok: Token) -> Token:
+    _COMMENT_SINK.append(tok)
+    return tok
 
 
 @lru_cache(maxsize=1)
@@ -40,6 +54,7 @@ def _parser() -> Lark:
         lexer="contextual",
         propagate_positions=True,
         maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _collect, "DOC_COMMENT": _collect},
     )
 
 
@@ -73,7 +88,24 @@ def _words(terminals: set[str] | frozenset[str]) -> list[str]:
     return sorted(out)
 
 
+# Words for the tokens that can start an expression / a declaration; when most of a
+# group is expected, the hint names the group instead of listing token soup.
+_EXPR_START = {"a name", "a number", "a string", "'('", "'['", "'-'", "'not'", "'true'", "'false'", "'null'"}
+_DECL_START = {"'param'", "'model'", "'source'", "'template'", "'step'", "'export'", "'budget'", "'use'", "'loop'"}
+
+
+def _collapse(expected: list[str]) -> list[str]:
+    out = list(expected)
+    if len(_EXPR_START & set(out)) >= 6:
+        out = [w for w in out if w not in _EXPR_START] + ["an expression"]
+    if len(_DECL_START & set(out)) >= 6:
+        out = [w for w in out if w not in _DECL_START and w not in ("'recipe'", "'feed'", "a '##' doc comment")]
+        out.append("a declaration (param, model, source, template, step, loop, export, budget, use)")
+    return out
+
+
 def _expected_text(expected: list[str]) -> str:
+    expected = _collapse(expected)
     if not expected:
         return ""
     if len(expected) == 1:
@@ -102,6 +134,10 @@ def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> SynthSyntaxErro
         expected = _words(exc.allowed or set())
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         msg = f"unexpected character {ch!r}"
+        if len(_collapse(expected)) > 6:  # the lexer's whole alphabet: not a useful list
+            span = Span(path, line, col, line, col + 1)
+            return SynthSyntaxError(msg, span, hint="this character is not part of the .synth language here; "
+                                    "text goes in double quotes and comments start with '#'", expected=expected)
     else:  # pragma: no cover - lark has no other kinds today
         expected, msg = [], str(exc)
     hint = f"expected {_expected_text(expected)}" if expected else None
@@ -135,6 +171,29 @@ def _dedent(s: str) -> str:
     return textwrap.dedent(s)
 
 
+class _DocLine:
+    """One ``## text`` line; attached to the declaration that follows it."""
+
+    def __init__(self, text: str, span: Span) -> None:
+        self.text = text
+        self.span = span
+
+
+def _attach_docs(items: Any) -> list[Any]:
+    """Drop doc lines, setting ``doc`` on the next declaration that has one (others lose it)."""
+    out: list[Any] = []
+    pending: list[str] = []
+    for it in items:
+        if isinstance(it, _DocLine):
+            pending.append(it.text)
+            continue
+        if pending and "doc" in getattr(it, "__dataclass_fields__", {}):
+            it = dataclasses.replace(it, doc="\n".join(pending))
+        pending = []
+        out.append(it)
+    return out
+
+
 @v_args(meta=True)
 class _ToAst(Transformer):
     def __init__(self, path: str) -> None:
@@ -147,13 +206,19 @@ class _ToAst(Transformer):
     # declarations
     def start(self, meta, items):
         header = None
-        decls = []
-        for it in items:
+        decls = _attach_docs(items)
+        for i, it in enumerate(decls):
             if isinstance(it, ast.Header):
+                if i != 0 or header is not None:
+                    raise SynthSyntaxError("'recipe' must be the first declaration of the file", it.span,
+                                           hint="move the 'recipe NAME \"description\"' line to the top", code="syntax",
+                                           expected=[])
                 header = it
-            else:
-                decls.append(it)
-        return ast.Recipe(self.path, header, tuple(decls), self._s(meta))
+        return ast.Recipe(self.path, header, tuple(d for d in decls if not isinstance(d, ast.Header)), self._s(meta))
+
+    def doc(self, meta, c):
+        text = str(c[0])[2:]
+        return _DocLine(text[1:] if text.startswith(" ") else text, self._s(meta))
 
     def header(self, meta, c):
         return ast.Header(str(c[0]), c[1], self._s(meta))
@@ -213,7 +278,7 @@ class _ToAst(Transformer):
 
     def loop(self, meta, c):
         args = c[1].args if c[1] is not None else ()
-        return ast.Loop(str(c[0]), tuple(args), tuple(c[2:]), span=self._s(meta))
+        return ast.Loop(str(c[0]), tuple(args), tuple(_attach_docs(c[2:])), span=self._s(meta))
 
     def feed(self, meta, c):
         return ast.Feed(str(c[0]), str(c[1]), self._s(meta))
@@ -321,17 +386,41 @@ def parse(text: str, path: str = "<string>") -> ast.Recipe:
         SynthSyntaxError: at the first syntax error, with line, column and
             what was expected in words.
     """
+    return parse_with_comments(text, path)[0]
+
+
+def parse_with_comments(text: str, path: str = "<string>") -> tuple[ast.Recipe, list[tuple[int, int, str]]]:
+    """Parse recipe text; also return its comments as ``(line, col, text)`` in file order.
+
+    ``##`` doc comments are included (they are also attached to declarations).
+    Used by ``synth fmt``, which must keep every comment.
+
+    Raises:
+        SynthSyntaxError: at the first syntax error.
+    """
     remember_source(path, text)
+    _COMMENT_SINK.clear()
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, path, text) from None
+    except RecursionError:
+        raise SynthSyntaxError("the recipe nests too deeply to parse", Span(path, 1, 1, 1, 2), code="syntax",
+                               expected=[]) from None
+    comments = sorted({(t.line or 0, t.column or 0, str(t)) for t in _COMMENT_SINK})
+    _COMMENT_SINK.clear()
     try:
-        return _ToAst(path).transform(tree)
+        return _ToAst(path).transform(tree), comments
     except VisitError as exc:
         if isinstance(exc.orig_exc, SynthSyntaxError):
             raise exc.orig_exc from None
+        if isinstance(exc.orig_exc, (ValueError, SyntaxError)):  # a string literal Python cannot decode
+            span = _span(exc.obj.meta, path) if hasattr(exc.obj, "meta") else Span(path, 1, 1, 1, 2)
+            raise SynthSyntaxError(f"bad string literal: {exc.orig_exc}", span, code="syntax", expected=[]) from None
         raise
+    except RecursionError:
+        raise SynthSyntaxError("the recipe nests too deeply to parse", Span(path, 1, 1, 1, 2), code="syntax",
+                               expected=[]) from None
 
 
 def parse_expr(text: str, path: str = "<expr>") -> ast.Expr:
