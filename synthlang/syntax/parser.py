@@ -444,6 +444,16 @@ def parse_file(path: str | Path) -> ast.Recipe:
         ConfigError: when the file cannot be read or is not UTF-8 text.
         SynthSyntaxError: at the first syntax error.
     """
+    return parse(read_recipe_text(path), str(path))
+
+
+def read_recipe_text(path: str | Path) -> str:
+    """Read a recipe file as UTF-8 text.
+
+    Raises:
+        ConfigError: when the file cannot be read.
+        SynthSyntaxError: when it is not UTF-8 text or holds a NUL byte (binary data).
+    """
     from synthlang.errors import ConfigError
 
     p = Path(path)
@@ -451,6 +461,8 @@ def parse_file(path: str | Path) -> ast.Recipe:
         data = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    if p.is_dir():
+        raise ConfigError(f"{path} is a folder, not a recipe file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -465,4 +477,4 @@ def parse_file(path: str | Path) -> ast.Recipe:
         line = text.count("\n", 0, i) + 1
         col = i - (text.rfind("\n", 0, i) + 1) + 1
         raise SynthSyntaxError("the file contains a NUL byte (binary data?)", Span(str(path), line, col, line, col + 1))
-    return parse(text, str(path))
+    return text
