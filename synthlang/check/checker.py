@@ -35,7 +35,9 @@ from synthlang.plan.program import ExportSpec, ModelSpec, Program, SourceSpec, S
 from synthlang.templates import TemplateError, variables
 
 TYPES = ("str", "int", "float", "bool", "json", "list", "any", "number")
-SOURCE_LOADERS = ("jsonl", "csv")
+SOURCE_LOADERS = ("jsonl", "csv", "parquet", "hf", "sql")
+SOURCE_OPTIONS = ("limit", "offset", "id", "max_field_bytes")
+SOURCE_LOADER_OPTIONS = {"hf": ("split",), "sql": ("db",)}
 EXPORT_FORMATS = ("jsonl", "hf", "parquet")
 MODEL_KEY_OPTIONS = ("revision",)
 
@@ -268,18 +270,49 @@ class _Checker:
                      code="unknown-loader", name=call.func, valid=list(SOURCE_LOADERS))
             return
         pos = call.positional
-        if not pos:
-            self.err(f"source '{d.name}' needs a file path", call.span, code="missing-argument")
-            return
-        rel = self._const(pos[0], "str")
-        path = self._resolve_path(rel, pos[0].span, "source") if isinstance(rel, str) else None
+        what = "an SQL query" if call.func == "sql" else "a folder path" if call.func == "hf" else "a file path"
+        if len(pos) != 1:
+            self.err(f"{call.func}() takes one positional argument ({what}), got {len(pos)}", call.span,
+                     hint=f'e.g. source {d.name} = {call.func}("{"SELECT ..." if call.func == "sql" else "data/x"}")',
+                     code="missing-argument" if not pos else "positional-option", loader=call.func)
+            if not pos:
+                return
+        first = self._const(pos[0], "str")
         args: dict[str, Any] = {}
+        path: Path | None = None
+        if call.func == "sql":
+            args["query"] = first
+        elif isinstance(first, str):
+            path = self._resolve_path(first, pos[0].span, "source")
+        valid = SOURCE_OPTIONS + SOURCE_LOADER_OPTIONS.get(call.func, ())
+        declared = {f.name for f in d.fields}
         for name, arg in call.kw().items():
-            if name not in ("limit", "offset"):
-                self.err(f"unknown option '{name}' for {call.func}()", arg.span, hint="options: limit, offset",
-                         code="unknown-option", name=name, valid=["limit", "offset"])
+            if name not in valid:
+                self.err(f"unknown option '{name}' for {call.func}()", arg.span,
+                         hint=(did_you_mean(name, list(valid)) or "") + f" options: {', '.join(valid)}",
+                         code="unknown-option", name=name, operator=call.func, valid=list(valid))
                 continue
-            args[name] = self._const(arg.value, "int")
+            if name == "id":
+                v = arg.value
+                fid = v.id if isinstance(v, ast.Name) else v.value if isinstance(v, ast.Literal) and isinstance(v.value, str) else None
+                if fid is None or fid not in declared:
+                    self.err(f"id= must name a field of source '{d.name}'", v.span,
+                             hint=did_you_mean(str(fid), declared) or f"fields: {', '.join(sorted(declared)) or '(none declared)'}",
+                             code="unknown-field", name=fid, available=sorted(declared))
+                    continue
+                args[name] = fid
+            elif name in ("split", "db"):
+                v = self._const(arg.value, "str")
+                args[name] = str((self.base_dir / v).resolve()) if name == "db" and isinstance(v, str) else v
+            else:
+                v = self._const(arg.value, "int")
+                if isinstance(v, int) and v < 0:
+                    self.err(f"{name}= must be 0 or more, not {v}", arg.value.span, code="bad-value", name=name)
+                args[name] = v
+        if not d.fields:
+            self.err(f"source '{d.name}' declares no fields", d.span,
+                     hint=f"add a schema: source {d.name} = {call.func}(...) {{ question: str }}",
+                     code="missing-schema", name=d.name)
         fields: dict[str, str] = {}
         derived: list[tuple[str, ast.Expr]] = []
         env: dict[str, str] = {}

@@ -189,7 +189,7 @@ class Runner:
     def _source(self, src: SourceSpec) -> None:
         t0 = time.perf_counter()
         stats = StepStats(src.name, "source")
-        rows = load_source(src, self.program.params)
+        rows = load_source(src, self.program.params, store=self.store)
         seen: dict[str, int] = defaultdict(int)
         out: list[tuple[str, dict[str, Any]]] = []
         for data in rows:
