@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlang import ast
+from synthlang.check import imports
 from synthlang.engines import ENGINE_KINDS
 from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
@@ -69,8 +70,13 @@ def parse_param_value(text: str, type_name: str) -> Any:
 
 
 class _Checker:
-    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path) -> None:
+    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path,
+                 stack: tuple[Path, ...] = ()) -> None:
         self.recipe = recipe
+        self.stack = stack or (Path(recipe.path).resolve(),)
+        self.imports: dict[str, _Checker] = {}
+        self.bad_imports: set[str] = set()
+        self.imported_steps: dict[str, StepSpec] = {}
         self.path = recipe.path
         self.overrides = dict(param_overrides)
         self.base_dir = base_dir
@@ -93,6 +99,7 @@ class _Checker:
     def run(self) -> Program:
         decls = self.recipe.decls
         self._check_duplicates(decls)
+        imports.load_imports(self, decls)
         for d in decls:
             if isinstance(d, ast.Param):
                 self._param(d)
@@ -114,7 +121,7 @@ class _Checker:
         for d in decls:
             if isinstance(d, ast.Step):
                 self.step_decls[d.name] = d
-            elif isinstance(d, (ast.Use, ast.Loop)):
+            elif isinstance(d, ast.Loop):
                 self.err(f"'{type(d).__name__.lower()}' is not supported yet", d.span, code="unsupported")
         order = self._order_steps()
         for name in order:
@@ -131,7 +138,7 @@ class _Checker:
                         budget[a.name] = self._const(a.value, "float" if a.name == "usd" else "int")
         if self.errors:
             raise Diagnostics(self.errors)
-        steps = [self.steps[n] for n in order]
+        steps = list(self.imported_steps.values()) + [self.steps[n] for n in order]
         header = self.recipe.header
         prog = Program(
             recipe=self.recipe, name=self.recipe.name, description=header.description if header else None,
@@ -193,10 +200,14 @@ class _Checker:
             try:
                 self.params[d.name] = parse_param_value(raw, t)
             except ValueError:
-                raise ConfigError(f"--param {d.name}={raw}: expected a value of type {t}") from None
+                self.err(f"--param {d.name}={raw}: expected a value of type {t}", d.span,
+                         hint=f"param {d.name} is declared as {t} here", code="param-type", name=d.name, expected=t, value=raw)
             return
         if d.default is None:
-            raise ConfigError(f"param '{d.name}' has no default: pass --param {d.name}=VALUE")
+            self.err(f"param '{d.name}' has no default and no --param {d.name}=VALUE was given", d.span,
+                     hint=f"pass --param {d.name}=VALUE or give a default: param {d.name}: {t} = ...",
+                     code="missing-param", name=d.name)
+            return
         v = self._const(d.default, t)
         if t == "float" and isinstance(v, int):
             v = float(v)
@@ -360,9 +371,7 @@ class _Checker:
         if not pos:
             return None, d.op.span
         first = pos[0]
-        if isinstance(first, ast.Name):
-            return first.id, first.span
-        return None, first.span
+        return imports.qualified(first), first.span
 
     def _order_steps(self) -> list[str]:
         deps: dict[str, str | None] = {}
@@ -371,6 +380,10 @@ class _Checker:
             if inp is None:
                 self.err(f"step '{name}' needs an input: the first argument names a source or step", span,
                          hint=f"e.g. step {name} = {d.op.func}(seeds, ...)", code="missing-input")
+                deps[name] = None
+                continue
+            if "." in inp and inp not in self.step_decls:
+                imports.pull(self, inp, span)
                 deps[name] = None
                 continue
             if inp not in self.step_decls and inp not in self.sources:
@@ -504,12 +517,18 @@ class _Checker:
         if kind == KIND_MODEL:
             if isinstance(v, ast.Name) and v.id in self.models:
                 return v.id
+            q = imports.qualified(v)
+            if q is not None and "." in q:
+                return q if imports.find(self, "model", q, v.span) is not None else None
             name = v.id if isinstance(v, ast.Name) else None
             self.err(f"unknown model '{name or v}'", v.span,
                      hint=did_you_mean(name or "", list(self.models)) or f"declared models: {', '.join(self.models)}",
                      code="unknown-name", name=name, kind="model")
             return None
         if kind == KIND_TEMPLATE:
+            q = imports.qualified(v)
+            if q is not None and "." in q:
+                return imports.find(self, "template", q, v.span)
             if isinstance(v, ast.Name):
                 if v.id in self.templates:
                     return self.templates[v.id]
@@ -555,19 +574,24 @@ class _Checker:
         return val
 
     def _export(self, d: ast.Export) -> ExportSpec | None:
-        if not isinstance(d.step, ast.Name):
+        target = imports.qualified(d.step)
+        if target is None:
             self.err("export needs a step or source name", d.step.span, code="unknown-name")
             return None
-        if d.step.id not in self.steps and d.step.id not in self.sources:
-            self.err(f"unknown step '{d.step.id}'", d.step.span, hint=did_you_mean(d.step.id, list(self.steps) + list(self.sources)),
-                     code="unknown-name", name=d.step.id, kind="step")
+        if "." in target:
+            if not imports.pull(self, target, d.step.span):
+                return None
+        elif target not in self.steps and target not in self.sources:
+            if target not in self.step_decls:  # a step with errors is already reported
+                self.err(f"unknown step '{target}'", d.step.span, hint=did_you_mean(target, list(self.step_decls) + list(self.sources)),
+                         code="unknown-name", name=target, kind="step")
             return None
         if d.format not in EXPORT_FORMATS:
             self.err(f"unknown export format '{d.format}'", d.span, hint=f"formats: {', '.join(EXPORT_FORMATS)}",
                      code="unknown-format", name=d.format, valid=list(EXPORT_FORMATS))
             return None
         opts = {a.name: self._const(a.value) for a in d.options if a.name}
-        return ExportSpec(d.step.id, (self.base_dir / d.path), d.format, opts, d.span)
+        return ExportSpec(target, (self.base_dir / d.path), d.format, opts, d.span)
 
 
 def _calls(e: ast.Expr) -> list[ast.Call]:
