@@ -27,6 +27,18 @@ def check_file(path: str | Path, params: dict[str, str] | None = None) -> Progra
     return check(parse_file(path), params)
 
 
+def plan(program: Program) -> dict[str, Any]:
+    """The plan of a checked program as a JSON-able dict (see :func:`synthlang.plan.estimate.estimate`).
+
+    Sources are read (at most ``limit`` rows) to count rows; ``sql`` sources
+    count on their database when it exists, else their rows are ``None``.
+    """
+    from synthlang.execute.sources import source_stats
+    from synthlang.plan.estimate import estimate
+
+    return estimate(program, source_stats)
+
+
 def run(program: Program, db: str | Path | None = None, progress: Any = None,
         engine_factory: Callable[[ModelSpec], Any] | None = None, argv: list[str] | None = None) -> Any:
     """Run a checked program, writing everything to the DuckDB file ``db``.
@@ -41,4 +53,4 @@ def run(program: Program, db: str | Path | None = None, progress: Any = None,
         return run_program(program, store, progress, engine_factory, argv)
 
 
-__all__ = ["check_file", "parse", "parse_file", "run"]
+__all__ = ["check_file", "parse", "parse_file", "plan", "run"]

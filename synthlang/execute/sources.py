@@ -132,6 +132,24 @@ def count_rows(spec: SourceSpec, store: Any = None) -> int | None:
     return min(n, int(limit)) if limit is not None else n
 
 
+def source_stats(spec: SourceSpec, store: Any = None, sample: int = 50) -> tuple[int | None, int]:
+    """(rows after offset/limit or ``None`` when unknown, mean characters per row of the first ``sample``).
+
+    For ``synth plan``; never raises.
+    """
+    n = count_rows(spec, store)
+    chars = seen = 0
+    try:
+        for _, rec in _records(spec, str(spec.path), store):
+            chars += len(json.dumps({f: rec.get(f) for f in spec.fields}, ensure_ascii=False, default=str))
+            seen += 1
+            if seen >= sample:
+                break
+    except Exception:  # noqa: BLE001 - an estimate never fails the plan
+        pass
+    return n, (chars // seen if seen else 0)
+
+
 # ------------------------------------------------------------------ per format
 def _records(spec: SourceSpec, shown: str, store: Any) -> Iterator[tuple[int, dict[str, Any]]]:
     if spec.loader == "sql":
