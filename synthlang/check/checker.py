@@ -40,6 +40,7 @@ SOURCE_LOADERS = ("jsonl", "csv", "parquet", "hf", "sql")
 SOURCE_OPTIONS = ("limit", "offset", "id", "max_field_bytes")
 SOURCE_LOADER_OPTIONS = {"hf": ("split",), "sql": ("db",)}
 EXPORT_FORMATS = ("jsonl", "hf", "parquet")
+EXPORT_OPTIONS = ("fields", "row_id")
 MODEL_KEY_OPTIONS = ("revision",)
 
 
@@ -590,8 +591,39 @@ class _Checker:
             self.err(f"unknown export format '{d.format}'", d.span, hint=f"formats: {', '.join(EXPORT_FORMATS)}",
                      code="unknown-format", name=d.format, valid=list(EXPORT_FORMATS))
             return None
-        opts = {a.name: self._const(a.value) for a in d.options if a.name}
+        opts = self._export_options(d, self.fields.get(target, {}))
         return ExportSpec(target, (self.base_dir / d.path), d.format, opts, d.span)
+
+
+    def _export_options(self, d: ast.Export, fields: dict[str, str]) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        for a in d.options:
+            if a.name is None:
+                self.err("export options are named: (fields=[...], row_id=false)", a.span, code="positional-option",
+                         valid=list(EXPORT_OPTIONS))
+                continue
+            if a.name not in EXPORT_OPTIONS:
+                self.err(f"unknown export option '{a.name}'", a.span,
+                         hint=(did_you_mean(a.name, list(EXPORT_OPTIONS)) or "") + f" options: {', '.join(EXPORT_OPTIONS)}",
+                         code="unknown-option", name=a.name, operator="export", valid=list(EXPORT_OPTIONS))
+                continue
+            if a.name == "fields":
+                v = a.value
+                names = [i.id if isinstance(i, ast.Name) else i.value if isinstance(i, ast.Literal) else None
+                         for i in v.items] if isinstance(v, ast.ListExpr) else None
+                if names is None or not all(isinstance(n, str) for n in names):
+                    self.err("fields= needs a list of field names, e.g. fields=[question, answer]", v.span,
+                             code="type-mismatch", name="fields", expected="list of field names")
+                    continue
+                for n, item in zip(names, v.items, strict=False):
+                    if n not in fields:
+                        self.err(f"unknown field '{n}' in export fields", item.span,
+                                 hint=did_you_mean(str(n), list(fields)) or f"fields: {', '.join(fields)}",
+                                 code="unknown-field", name=n, available=sorted(fields))
+                opts["fields"] = names
+            else:
+                opts[a.name] = self._const(a.value, "bool")
+        return opts
 
 
 def _calls(e: ast.Expr) -> list[ast.Call]:
