@@ -44,6 +44,11 @@ EXPORT_OPTIONS = ("fields", "row_id")
 MODEL_KEY_OPTIONS = ("revision",)
 
 
+def _hint(*parts: str | None) -> str | None:
+    text = " ".join(p for p in parts if p)
+    return text or None
+
+
 def did_you_mean(name: str, candidates: list[str] | set[str]) -> str | None:
     """A hint naming the closest candidate, or ``None``."""
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
@@ -203,11 +208,13 @@ class _Checker:
             except ValueError:
                 self.err(f"--param {d.name}={raw}: expected a value of type {t}", d.span,
                          hint=f"param {d.name} is declared as {t} here", code="param-type", name=d.name, expected=t, value=raw)
+                self.params[d.name] = None  # known but broken: no cascade of unknown-name errors
             return
         if d.default is None:
             self.err(f"param '{d.name}' has no default and no --param {d.name}=VALUE was given", d.span,
                      hint=f"pass --param {d.name}=VALUE or give a default: param {d.name}: {t} = ...",
                      code="missing-param", name=d.name)
+            self.params[d.name] = None
             return
         v = self._const(d.default, t)
         if t == "float" and isinstance(v, int):
@@ -249,7 +256,7 @@ class _Checker:
     def _resolve_path(self, rel: str, span: Span, what: str) -> Path | None:
         p = (self.base_dir / rel).resolve()
         if not p.exists():
-            self.err(f"{what} file not found: {rel}", span, hint=f"paths are relative to the recipe's folder ({self.base_dir})",
+            self.err(f"{what} file not found: {rel}", span, hint=f"paths are relative to the recipe's folder ({imports.shown(self.base_dir) or '.'})",
                      code="missing-file", path=rel)
             return None
         return p
@@ -301,7 +308,7 @@ class _Checker:
         for name, arg in call.kw().items():
             if name not in valid:
                 self.err(f"unknown option '{name}' for {call.func}()", arg.span,
-                         hint=(did_you_mean(name, list(valid)) or "") + f" options: {', '.join(valid)}",
+                         hint=_hint(did_you_mean(name, list(valid)), f"options: {', '.join(valid)}"),
                          code="unknown-option", name=name, operator=call.func, valid=list(valid))
                 continue
             if name == "id":
@@ -450,7 +457,7 @@ class _Checker:
             spec = op.options.get(name)
             if spec is None:
                 self.err(f"unknown option '{name}' for operator '{op.name}'", arg.span,
-                         hint=(did_you_mean(name, list(op.options)) or "") + f" valid options: {', '.join(op.options)}",
+                         hint=_hint(did_you_mean(name, list(op.options)), f"valid options: {', '.join(op.options)}"),
                          code="unknown-option", name=name, operator=op.name, valid=list(op.options))
                 continue
             opts[name] = self._option(spec, arg, fields_in)
@@ -500,7 +507,7 @@ class _Checker:
             if new in fields_in and not (o is not None and o.replace):
                 span = o.span if o is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
-                         hint=f"rename it (-> {orig}_new) or write '-> replace {new}' to overwrite on purpose",
+                         hint=f"rename it (-> {new}_2) or write '-> replace {new}' to overwrite on purpose",
                          code="shadowed-field", name=new, step=d.name)
             fields_out[new] = (str(o.type) if o is not None and o.type is not None else out_types[orig])
         fp = digest({
@@ -604,7 +611,7 @@ class _Checker:
                 continue
             if a.name not in EXPORT_OPTIONS:
                 self.err(f"unknown export option '{a.name}'", a.span,
-                         hint=(did_you_mean(a.name, list(EXPORT_OPTIONS)) or "") + f" options: {', '.join(EXPORT_OPTIONS)}",
+                         hint=_hint(did_you_mean(a.name, list(EXPORT_OPTIONS)), f"options: {', '.join(EXPORT_OPTIONS)}"),
                          code="unknown-option", name=a.name, operator="export", valid=list(EXPORT_OPTIONS))
                 continue
             if a.name == "fields":

@@ -48,18 +48,18 @@ def load_imports(ck: _Checker, decls: tuple[ast.Decl, ...]) -> None:
             continue
         if not target.is_file():
             ck.err(f"imported recipe not found: {d.path}", d.span,
-                   hint=f"paths are relative to the importing recipe's folder ({ck.base_dir})", code="missing-file", path=d.path)
+                   hint=f"paths are relative to the importing recipe's folder ({shown(ck.base_dir) or '.'})", code="missing-file", path=d.path)
             ck.bad_imports.add(d.alias)
             continue
         if target in ck.stack:
-            chain = [_show(p) for p in ck.stack[ck.stack.index(target):]] + [_show(target)]
+            chain = [shown(p) for p in ck.stack[ck.stack.index(target):]] + [shown(target)]
             ck.err(f"import cycle: {' -> '.join(chain)}", d.span, hint="recipes cannot import each other; move the shared part "
                    "into a third recipe that both import", code="import-cycle", chain=chain)
             ck.bad_imports.add(d.alias)
             continue
         sub: _Checker | None = None
         try:
-            recipe = parse_file(_show(target))
+            recipe = parse_file(shown(target))
             sub = _Checker(recipe, {}, target.parent, ck.stack + (target,))
             sub.run()
         except Diagnostics as exc:
@@ -74,9 +74,11 @@ def load_imports(ck: _Checker, decls: tuple[ast.Decl, ...]) -> None:
         ck.imports[d.alias] = sub
 
 
-def _show(p: Path) -> str:
+def shown(p: Path) -> str:
+    """``p`` relative to the working directory when it is below it (diagnostics stay short and stable)."""
     try:
-        return str(p.relative_to(Path.cwd()))
+        rel = str(p.resolve().relative_to(Path.cwd().resolve()))
+        return "" if rel == "." else rel
     except ValueError:
         return str(p)
 

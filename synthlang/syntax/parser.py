@@ -134,6 +134,10 @@ def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> SynthSyntaxErro
         expected = _words(exc.allowed or set())
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         msg = f"unexpected character {ch!r}"
+        if ch == '"':
+            span = Span(path, line, col, line, col + 1)
+            return SynthSyntaxError("unterminated string", span, code="syntax", expected=[],
+                                    hint='close it with " on the same line, or use """...""" for text over several lines')
         if len(_collapse(expected)) > 6:  # the lexer's whole alphabet: not a useful list
             span = Span(path, line, col, line, col + 1)
             return SynthSyntaxError(msg, span, hint="this character is not part of the .synth language here; "
@@ -416,7 +420,8 @@ def parse_with_comments(text: str, path: str = "<string>") -> tuple[ast.Recipe, 
             raise exc.orig_exc from None
         if isinstance(exc.orig_exc, (ValueError, SyntaxError)):  # a string literal Python cannot decode
             span = _span(exc.obj.meta, path) if hasattr(exc.obj, "meta") else Span(path, 1, 1, 1, 2)
-            raise SynthSyntaxError(f"bad string literal: {exc.orig_exc}", span, code="syntax", expected=[]) from None
+            raise SynthSyntaxError("bad escape sequence in a string", span, code="syntax", expected=[],
+                                   hint=r'escapes are \n \t \" \\ \xNN \uNNNN; write a backslash as \\') from None
         raise
     except RecursionError:
         raise SynthSyntaxError("the recipe nests too deeply to parse", Span(path, 1, 1, 1, 2), code="syntax",
