@@ -17,8 +17,8 @@ def quiet(monkeypatch):
 
     from synthlang.cli import common, main
 
-    monkeypatch.setattr(main.err_console, "file", io.StringIO())
-    monkeypatch.setattr(common.console, "file", io.StringIO())
+    monkeypatch.setattr(main.err_console, "_file", io.StringIO())
+    monkeypatch.setattr(common.console, "_file", io.StringIO())
 
 
 def _check(path) -> int:

@@ -401,7 +401,6 @@ class _Checker:
                 deps[name] = None
                 continue
             deps[name] = inp if inp in self.step_decls else None
-        order: list[str] = []
         state: dict[str, int] = {}
         for start in self.step_decls:
             path: list[str] = []
@@ -416,23 +415,21 @@ class _Checker:
                          hint="a step cannot read its own output; use a loop for rounds", code="dependency-cycle", cycle=cyc)
             for n in reversed(path):
                 state[n] = 2
-            order.extend(reversed([n for n in path if n not in order]))
         # parents before children: walk each chain from the root
         ordered: list[str] = []
         placed: set[str] = set()
 
-        def place(n: str, seen: set[str]) -> None:
-            if n in placed or n in seen:
-                return
-            seen.add(n)
-            p = deps.get(n)
-            if p is not None:
-                place(p, seen)
-            placed.add(n)
-            ordered.append(n)
-
-        for n in self.step_decls:
-            place(n, set())
+        for n in self.step_decls:  # iterative: a chain of thousands of steps must not hit the recursion limit
+            chain: list[str] = []
+            seen: set[str] = set()
+            node = n
+            while node is not None and node not in placed and node not in seen:
+                seen.add(node)
+                chain.append(node)
+                node = deps.get(node)
+            for c in reversed(chain):
+                placed.add(c)
+                ordered.append(c)
         return ordered
 
     def _step(self, d: ast.Step) -> None:
@@ -471,7 +468,7 @@ class _Checker:
                 opts["model"] = mname
             model = self.models.get(mname)
             if opts.get("prompt") is None:
-                opts["prompt"] = op.default_prompt_text()
+                opts["prompt"] = _default_prompt(op)
             # template variables must exist at this point of the graph
             avail = set(fields_in) | {"input"} | set(self.params)
             for key in ("prompt", "system"):
@@ -631,6 +628,16 @@ class _Checker:
             else:
                 opts[a.name] = self._const(a.value, "bool")
         return opts
+
+
+_PROMPTS: dict[str, str | None] = {}
+
+
+def _default_prompt(op: Any) -> str | None:
+    """An operator's default prompt text, read once per process."""
+    if op.name not in _PROMPTS:
+        _PROMPTS[op.name] = op.default_prompt_text()
+    return _PROMPTS[op.name]
 
 
 def _calls(e: ast.Expr) -> list[ast.Call]:

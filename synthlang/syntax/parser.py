@@ -201,7 +201,7 @@ def _attach_docs(items: Any) -> list[Any]:
 @v_args(meta=True)
 class _ToAst(Transformer):
     def __init__(self, path: str) -> None:
-        super().__init__()
+        super().__init__(visit_tokens=False)
         self.path = path
 
     def _s(self, meta: Any) -> Span:
