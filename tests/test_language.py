@@ -83,3 +83,11 @@ def test_deep_chain_of_steps_checks_without_recursion_limit(tmp_path):
     lines += [f"step s{i} = verify(s{i - 1}, field=q, gold=q) -> v{i}, w{i}" for i in range(1, 2500)]
     prog = check_file(write(tmp_path / "deep.synth", "\n".join(lines)))
     assert len(prog.steps) == 2500 and prog.steps[-1].name == "s2499"
+
+
+def test_double_hash_comments_parse_anywhere_and_only_own_line_ones_are_docs():
+    r = parse('source s = jsonl("x") {\n  a: str  ## trailing\n  b = a ## also trailing\n}\n'
+              "step t = f(s,  ## inside a call\n  n=1)  ## after\nstep u = f(t)\n")
+    s, t, u = r.decls
+    assert s.doc is None and t.doc is None and u.doc is None  # none of these stands alone on its line
+    assert parse("step a = f(x)\n\n## after a blank line\n\nstep b = f(a)").decls[1].doc is None

@@ -8,8 +8,9 @@ comment the lexer saw:
   operators, none inside calls (``f(a, b=1)``);
 * at most one blank line between declarations, kept where the input had one;
 * comments before a declaration stay before it; a comment at the end of a
-  declaration's last line stays there (two spaces before ``#``); a comment
-  *inside* a multi-line declaration moves to the line above it;
+  declaration's last line stays there (two spaces before ``#``); comments
+  *inside* a multi-line declaration join that end-of-line comment (moving
+  them above would turn them into, or cut off, a ``##`` doc comment);
 * parentheses only where precedence needs them;
 * strings with newlines print as ``\"\"\"`` strings when that gives the same
   value, otherwise as escaped one-line strings.
@@ -183,12 +184,13 @@ class _Printer:
             body = self._body(d)
             head = _head(d)
             if body is None:
-                for c in self._take_before(d.span.end_line):  # comments inside a multi-line declaration move up
-                    self.lines.append(indent + c[2].rstrip())
+                # comments inside a multi-line declaration join the comment at the end of its last line
+                # (moved above it they could become, or break, a `##` doc comment)
+                inner = [c[2].rstrip() for c in self._take_before(d.span.end_line)]
                 trailing = self._take_on(d.span.end_line)
-                self._emit(indent, head, trailing)
+                self._emit(indent, head, " ".join(inner + ([trailing] if trailing else [])) or None)
             else:
-                self.lines.append(indent + head + " {")
+                self._emit(indent, head + " {", self._take_on(d.span.line))
                 self.block(body, d.span.end_line, indent + INDENT)
                 self._emit(indent, "}", self._take_on(d.span.end_line))
             last = d.span.end_line

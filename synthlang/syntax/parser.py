@@ -30,7 +30,6 @@ _WORDS = {
     "ADD_OP": "'+' or '-'",
     "MUL_OP": "'*', '/' or '%'",
     "$END": "the end of the file",
-    "DOC_COMMENT": "a '##' doc comment",
     "LPAR": "'('",
     "LSQB": "'['",
     "MINUS": "'-'",
@@ -54,7 +53,7 @@ def _parser() -> Lark:
         lexer="contextual",
         propagate_positions=True,
         maybe_placeholders=True,
-        lexer_callbacks={"COMMENT": _collect, "DOC_COMMENT": _collect},
+        lexer_callbacks={"COMMENT": _collect},
     )
 
 
@@ -99,7 +98,7 @@ def _collapse(expected: list[str]) -> list[str]:
     if len(_EXPR_START & set(out)) >= 6:
         out = [w for w in out if w not in _EXPR_START] + ["an expression"]
     if len(_DECL_START & set(out)) >= 6:
-        out = [w for w in out if w not in _DECL_START and w not in ("'recipe'", "'feed'", "a '##' doc comment")]
+        out = [w for w in out if w not in _DECL_START and w not in ("'recipe'", "'feed'")]
         out.append("a declaration (param, model, source, template, step, loop, export, budget, use)")
     return out
 
@@ -175,27 +174,31 @@ def _dedent(s: str) -> str:
     return textwrap.dedent(s)
 
 
-class _DocLine:
-    """One ``## text`` line; attached to the declaration that follows it."""
-
-    def __init__(self, text: str, span: Span) -> None:
-        self.text = text
-        self.span = span
-
-
-def _attach_docs(items: Any) -> list[Any]:
-    """Drop doc lines, setting ``doc`` on the next declaration that has one (others lose it)."""
-    out: list[Any] = []
-    pending: list[str] = []
-    for it in items:
-        if isinstance(it, _DocLine):
-            pending.append(it.text)
-            continue
-        if pending and "doc" in getattr(it, "__dataclass_fields__", {}):
-            it = dataclasses.replace(it, doc="\n".join(pending))
-        pending = []
-        out.append(it)
+def _doc_lines(text: str, comments: list[tuple[int, int, str]]) -> dict[int, str]:
+    """Line → doc text of every ``##`` comment that stands alone on its line."""
+    lines = text.split("\n")
+    out: dict[int, str] = {}
+    for line, col, body in comments:
+        if body.startswith("##") and 1 <= line <= len(lines) and not lines[line - 1][: max(col - 1, 0)].strip():
+            doc = body[2:].rstrip()
+            out[line] = doc[1:] if doc.startswith(" ") else doc
     return out
+
+
+def _attach_docs(decls: Any, docs: dict[int, str]) -> tuple[Any, ...]:
+    """Set ``doc`` on each declaration from the ``##`` lines directly above it (no blank line between)."""
+    out = []
+    for d in decls:
+        if isinstance(d, ast.Loop):
+            d = dataclasses.replace(d, body=_attach_docs(d.body, docs))
+        if "doc" in getattr(d, "__dataclass_fields__", {}) and d.span.line - 1 in docs:
+            run, line = [], d.span.line - 1
+            while line in docs:
+                run.append(docs[line])
+                line -= 1
+            d = dataclasses.replace(d, doc="\n".join(reversed(run)))
+        out.append(d)
+    return tuple(out)
 
 
 @v_args(meta=True)
@@ -210,7 +213,7 @@ class _ToAst(Transformer):
     # declarations
     def start(self, meta, items):
         header = None
-        decls = _attach_docs(items)
+        decls = list(items)
         for i, it in enumerate(decls):
             if isinstance(it, ast.Header):
                 if i != 0 or header is not None:
@@ -219,10 +222,6 @@ class _ToAst(Transformer):
                                            expected=[])
                 header = it
         return ast.Recipe(self.path, header, tuple(d for d in decls if not isinstance(d, ast.Header)), self._s(meta))
-
-    def doc(self, meta, c):
-        text = str(c[0])[2:]
-        return _DocLine(text[1:] if text.startswith(" ") else text, self._s(meta))
 
     def header(self, meta, c):
         return ast.Header(str(c[0]), c[1], self._s(meta))
@@ -282,7 +281,7 @@ class _ToAst(Transformer):
 
     def loop(self, meta, c):
         args = c[1].args if c[1] is not None else ()
-        return ast.Loop(str(c[0]), tuple(args), tuple(_attach_docs(c[2:])), span=self._s(meta))
+        return ast.Loop(str(c[0]), tuple(args), tuple(c[2:]), span=self._s(meta))
 
     def feed(self, meta, c):
         return ast.Feed(str(c[0]), str(c[1]), self._s(meta))
@@ -414,7 +413,11 @@ def parse_with_comments(text: str, path: str = "<string>") -> tuple[ast.Recipe, 
     comments = sorted({(t.line or 0, t.column or 0, str(t)) for t in _COMMENT_SINK})
     _COMMENT_SINK.clear()
     try:
-        return _ToAst(path).transform(tree), comments
+        recipe = _ToAst(path).transform(tree)
+        docs = _doc_lines(text, comments)
+        if docs:
+            recipe = dataclasses.replace(recipe, decls=_attach_docs(recipe.decls, docs))
+        return recipe, comments
     except VisitError as exc:
         if isinstance(exc.orig_exc, SynthSyntaxError):
             raise exc.orig_exc from None
