@@ -442,7 +442,7 @@ class _Checker:
             return
         if inp is None or inp not in self.fields:
             return
-        fields_in = dict(self.fields[inp])
+        fields_in = self.fields[inp]  # shared, never mutated: copying it per step is quadratic in a long chain
         opts: dict[str, Any] = {}
         for a in d.op.args[1:]:
             if a.name is None:
@@ -470,7 +470,6 @@ class _Checker:
             if opts.get("prompt") is None:
                 opts["prompt"] = _default_prompt(op)
             # template variables must exist at this point of the graph
-            avail = set(fields_in) | {"input"} | set(self.params)
             for key in ("prompt", "system"):
                 text = opts.get(key)
                 if text is None:
@@ -480,7 +479,8 @@ class _Checker:
                 except TemplateError as exc:
                     self.err(str(exc), kw[key].span if key in kw else d.span, code="template-syntax")
                     continue
-                missing = sorted(vs - avail)
+                missing = sorted(v for v in vs if v not in fields_in and v not in self.params and v != "input")
+                avail = set(fields_in) | {"input"} | set(self.params) if missing else set()
                 for v in missing:
                     where = kw[key].span if key in kw else d.span
                     self.err(f"template variable '{v}' is not a field at step '{d.name}'", where,
@@ -510,7 +510,7 @@ class _Checker:
         fp = digest({
             "op": op.name, "input": self.fps.get(inp, inp),
             "opts": {k: (v if not isinstance(v, ast.Expr.__args__) else repr(v)) for k, v in opts.items() if k != "model"},  # type: ignore[attr-defined]
-            "model": _model_key(model), "rename": rename,
+            "model": self._model_key(model), "rename": rename,
         })
         self.steps[d.name] = StepSpec(d.name, op, inp, opts, rename, fields_in, fields_out, fp, model, d.span)
         self.fields[d.name] = fields_out
@@ -598,6 +598,15 @@ class _Checker:
         opts = self._export_options(d, self.fields.get(target, {}))
         return ExportSpec(target, (self.base_dir / d.path), d.format, opts, d.span)
 
+
+    def _model_key(self, m: ModelSpec | None) -> Any:
+        """:func:`_model_key`, computed once per model."""
+        if m is None:
+            return None
+        cache = self.__dict__.setdefault("_model_keys", {})
+        if m.name not in cache:
+            cache[m.name] = _model_key(m)
+        return cache[m.name]
 
     def _export_options(self, d: ast.Export, fields: dict[str, str]) -> dict[str, Any]:
         opts: dict[str, Any] = {}
