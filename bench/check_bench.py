@@ -85,7 +85,9 @@ def main() -> int:
         "check_s": {"best": round(min(check_s), 4), "median": round(statistics.median(check_s), 4)},
         "total_s": {"best": round(min(total_s), 4), "median": round(statistics.median(total_s), 4)},
         "total_cpu_s": {"best": round(min(cpu_s), 4), "median": round(statistics.median(cpu_s), 4)},
-        "target_s": 0.5, "meets_target_best": min(total_s) < 0.5, "meets_target_median": statistics.median(total_s) < 0.5,
+        "target_s": 0.5,
+        "meets_target": {"wall_best": min(total_s) < 0.5, "wall_median": statistics.median(total_s) < 0.5,
+                         "cpu_median": statistics.median(cpu_s) < 0.5},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_avg_1m": round(os.getloadavg()[0], 2)},
     }
