@@ -124,10 +124,10 @@ class _Checker:
         for d in decls:
             if isinstance(d, ast.Source):
                 self._source(d)
-        for d in decls:
+        for d in (x for x in decls if not isinstance(x, ast.Use)):  # imports: imports.load_imports
             if isinstance(d, ast.Step):
                 self.step_decls[d.name] = d
-            elif isinstance(d, ast.Loop):
+            elif isinstance(d, (ast.Use, ast.Loop)):
                 self.err(f"'{type(d).__name__.lower()}' is not supported yet", d.span, code="unsupported")
         order = self._order_steps()
         for name in order:
@@ -390,12 +390,12 @@ class _Checker:
                          hint=f"e.g. step {name} = {d.op.func}(seeds, ...)", code="missing-input")
                 deps[name] = None
                 continue
-            if "." in inp and inp not in self.step_decls:
-                imports.pull(self, inp, span)
-                deps[name] = None
-                continue
             if inp not in self.step_decls and inp not in self.sources:
                 known = list(self.step_decls) + list(self.sources)
+                if "." in inp:  # alias.name of an import
+                    imports.pull(self, inp, span)
+                    deps[name] = None
+                    continue
                 self.err(f"unknown source or step '{inp}'", span, hint=did_you_mean(inp, known),
                          code="unknown-name", name=inp, kind="input")
                 deps[name] = None
@@ -470,6 +470,7 @@ class _Checker:
             if opts.get("prompt") is None:
                 opts["prompt"] = _default_prompt(op)
             # template variables must exist at this point of the graph
+            avail = set(fields_in) | {"input"} | set(self.params)
             for key in ("prompt", "system"):
                 text = opts.get(key)
                 if text is None:
@@ -479,8 +480,7 @@ class _Checker:
                 except TemplateError as exc:
                     self.err(str(exc), kw[key].span if key in kw else d.span, code="template-syntax")
                     continue
-                missing = sorted(v for v in vs if v not in fields_in and v not in self.params and v != "input")
-                avail = set(fields_in) | {"input"} | set(self.params) if missing else set()
+                missing = sorted(vs - avail)
                 for v in missing:
                     where = kw[key].span if key in kw else d.span
                     self.err(f"template variable '{v}' is not a field at step '{d.name}'", where,
@@ -580,17 +580,20 @@ class _Checker:
 
     def _export(self, d: ast.Export) -> ExportSpec | None:
         target = imports.qualified(d.step)
-        if target is None:
+        if target is not None and "." in target:  # alias.name of an import
+            return self._export_to(d, target) if imports.pull(self, target, d.step.span) else None
+        if isinstance(d.step, ast.Name) and d.step.id in self.step_decls and d.step.id not in self.steps:
+            return None  # the step has errors of its own, already reported
+        if not isinstance(d.step, ast.Name):
             self.err("export needs a step or source name", d.step.span, code="unknown-name")
             return None
-        if "." in target:
-            if not imports.pull(self, target, d.step.span):
-                return None
-        elif target not in self.steps and target not in self.sources:
-            if target not in self.step_decls:  # a step with errors is already reported
-                self.err(f"unknown step '{target}'", d.step.span, hint=did_you_mean(target, list(self.step_decls) + list(self.sources)),
-                         code="unknown-name", name=target, kind="step")
+        if d.step.id not in self.steps and d.step.id not in self.sources:
+            self.err(f"unknown step '{d.step.id}'", d.step.span, hint=did_you_mean(d.step.id, list(self.steps) + list(self.sources)),
+                     code="unknown-name", name=d.step.id, kind="step")
             return None
+        return self._export_to(d, d.step.id)
+
+    def _export_to(self, d: ast.Export, target: str) -> ExportSpec | None:
         if d.format not in EXPORT_FORMATS:
             self.err(f"unknown export format '{d.format}'", d.span, hint=f"formats: {', '.join(EXPORT_FORMATS)}",
                      code="unknown-format", name=d.format, valid=list(EXPORT_FORMATS))

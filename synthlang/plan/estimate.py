@@ -1,7 +1,8 @@
 """Plan estimates: rows, calls, tokens and cost per step before anything runs.
 
 Rows come from the sources' row counts (after ``offset`` and ``limit``),
-multiplied by each LLM step's ``n``. Tokens per call are estimated as prompt
+multiplied by each LLM step's ``n``. Loop bodies are estimated for round 0
+(they read the whole pool then; later rounds read only new rows). Tokens per call are estimated as prompt
 tokens (template characters + the input row's mean characters, divided by 4)
 plus ``max_tokens``, an upper bound on the completion. Cost (USD) is known
 when the step's model declares ``price_input`` and ``price_output`` (USD per
@@ -64,24 +65,17 @@ def estimate(prog: Program, count: Callable[[SourceSpec], tuple[int | None, int]
     total_calls = total_tokens = 0
     total_usd: float | None = None
     unknown_rows = False
-    # Loops (Program.loops, when the checker produced any) run before Program.steps[position].
-    # Their body is estimated for one round with the pool's rows and multiplied by `rounds`:
-    # an upper bound, since only new rows feed back.
-    loops = list(getattr(prog, "loops", None) or [])
-    sequence: list[tuple[Any, Any]] = []
-    for i, st in enumerate(prog.steps):
-        sequence += [(lp, b) for lp in loops if getattr(lp, "position", len(prog.steps)) == i for b in lp.steps]
-        sequence.append((None, st))
-    sequence += [(lp, b) for lp in loops if getattr(lp, "position", len(prog.steps)) >= len(prog.steps) for b in lp.steps]
-    for lp in loops:
-        for pool, _ in getattr(lp, "feeds", []):
-            rows.setdefault(pool, None)
-    for loop, st in sequence:
-        rounds = int(getattr(loop, "rounds", 1) or 1) if loop is not None else 1
+    # loop bodies are estimated for round 0 (they read the whole pool then); later rounds read only new rows
+    loops = list(getattr(prog, "loops", None) or [])  # Program.loops exists once the loop checker is merged
+    loop_of = {b.name: lp for lp in loops for b in lp.steps}
+    ordered = list(prog.steps)
+    for lp in sorted(loops, key=lambda lp: -lp.position):
+        ordered[lp.position:lp.position] = lp.steps
+    for st in ordered:
         n_in = rows.get(st.input)
         n = int(st.opts.get("n") or 1) if st.op.uses_model else 1
         out_rows = n_in * n if n_in is not None else None
-        calls = (out_rows * rounds if out_rows is not None else None) if st.op.uses_model else 0
+        calls = out_rows if st.op.uses_model else 0
         prompt_tok = compl_tok = 0
         usd: float | None = None
         if st.op.uses_model and st.model is not None and calls is not None:
@@ -100,13 +94,12 @@ def estimate(prog: Program, count: Callable[[SourceSpec], tuple[int | None, int]
         total_calls += calls or 0
         total_tokens += prompt_tok + compl_tok
         added = [f for f in st.fields_out if f not in st.fields_in] or [st.rename[o.name] for o in st.op.outputs]
-        if loop is not None:
-            for _pool, fed in getattr(loop, "feeds", []):
-                if fed == st.name:
-                    rows[loop.name] = out_rows * rounds if out_rows is not None else None
+        lp = loop_of.get(st.name)
+        if lp is not None and any(fed == st.name for _, fed in lp.feeds):
+            rows[lp.name] = out_rows  # what the loop feeds back in round 0
         steps.append({
             "name": st.name, "operator": st.op.name, "input": st.input,
-            **({"loop": loop.name, "rounds": rounds} if loop is not None else {}),
+            "loop": {"name": lp.name, "rounds": lp.rounds, "estimate": "round 0"} if lp is not None else None,
             "model": st.model.name if st.model else None, "engine": st.model.describe() if st.model else None,
             "n": n, "rows": out_rows, "calls": calls,
             "prompt_tokens": prompt_tok, "completion_tokens": compl_tok, "tokens": prompt_tok + compl_tok, "usd": usd,
