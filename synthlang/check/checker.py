@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from synthlang import ast
-from synthlang.check import imports
 from synthlang.engines import ENGINE_KINDS
 from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
@@ -34,6 +33,8 @@ from synthlang.ops.base import (
 from synthlang.plan.keys import digest
 from synthlang.plan.program import ExportSpec, ModelSpec, Program, SourceSpec, StepSpec
 from synthlang.templates import TemplateError, variables
+
+from . import imports  # `use` declarations (relative: keeps this import block merge-friendly)
 
 TYPES = ("str", "int", "float", "bool", "json", "list", "any", "number")
 SOURCE_LOADERS = ("jsonl", "csv", "parquet", "hf", "sql")

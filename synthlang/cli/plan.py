@@ -18,7 +18,8 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.cli.run import parse_params
     from synthlang.plan.estimate import to_json, to_mermaid
 
-    p = plan(check_file(args.recipe, parse_params(args.param)))
+    models = getattr(args, "model", None)  # `--model` overrides, where the CLI offers them (engines branch)
+    p = plan(check_file(args.recipe, parse_params(args.param), **({"models": models} if models else {})))
     if args.format == "json":
         print(to_json(p), end="")
         return 0
@@ -35,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     def num(v: object) -> object:
         return "?" if v is None else v
 
-    rows = [(s["name"], s["operator"], s["input"] or "", s.get("engine") or "", num(s["rows"]), num(s["calls"]), s["tokens"],
+    rows = [(s["name"] + (f" [loop {s['loop']['name']} ×{s['loop']['rounds']}]" if s.get("loop") else ""), s["operator"], s["input"] or "", s.get("engine") or "", num(s["rows"]), num(s["calls"]), s["tokens"],
              "" if s["usd"] is None else f"${s['usd']:.4f}", ", ".join(s["fields_in"]), ", ".join(s["fields_added"]))
             for s in p["steps"]]
     print_table(("step", "operator", "input", "engine", "rows", "calls", "tokens", "USD", "fields in", "adds"), rows)

@@ -1,5 +1,5 @@
-"""The .synth syntax: Lark grammar, parser and transformer to AST nodes, and the formatter."""
+"""Parsing ``.synth`` text into :mod:`synthlang.ast` nodes (Lark lives only here)."""
 
-from synthlang.syntax.parser import parse, parse_expr, parse_file, parse_with_comments
+from synthlang.syntax.parser import parse, parse_expr, parse_file
 
-__all__ = ["parse", "parse_expr", "parse_file", "parse_with_comments"]
+__all__ = ["parse", "parse_expr", "parse_file"]
