@@ -26,9 +26,9 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "mermaid":
         print(to_mermaid(p), end="")
         return 0
-    models = [(k, m["engine"], m["model_id"] or "(default)", "yes" if m["used"] else "no",
-               "/".join(f"${x:g}" for x in m["price_per_mtok"]) if m["price_per_mtok"] else "") for k, m in p["models"].items()]
-    print_table(("model", "engine", "model id", "used", "USD / Mtok in/out"), models, title=f"plan · {p['recipe']}")
+    model_rows = [(k, m["engine"], m["model_id"] or "(default)", "yes" if m["used"] else "no",
+                   "/".join(f"${x:g}" for x in m["price_per_mtok"]) if m["price_per_mtok"] else "") for k, m in p["models"].items()]
+    print_table(("model", "engine", "model id", "used", "USD / Mtok in/out"), model_rows, title=f"plan · {p['recipe']}")
     srcs = [(s["name"], s["loader"], s["path"] or "", "?" if s["rows"] is None else s["rows"], ", ".join(s["fields"]))
             for s in p["sources"]]
     print_table(("source", "loader", "path", "rows", "fields"), srcs)
