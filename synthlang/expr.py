@@ -226,15 +226,15 @@ def infer_type(e: ast.Expr, env: dict[str, str]) -> tuple[str, list[CheckError]]
             return ot
         if isinstance(x, ast.Call):
             fn = FUNCTIONS.get(x.func)
-            for i, a in enumerate(x.args):
+            for k, a in enumerate(x.args):
                 at = t(a.value)
                 if fn is None or not fn.args:
                     continue
-                want = fn.args[min(i, len(fn.args) - 1)]
+                want = fn.args[min(k, len(fn.args) - 1)]
                 ok = compat(at, "str") or compat(at, "list") if want == "text" else True if want == "any" else compat(at, want)
                 if not ok:
                     errs.append(CheckError(
-                        f"{x.func}() argument {i + 1} must be {'str or list' if want == 'text' else want}, not {at}", a.span,
+                        f"{x.func}() argument {k + 1} must be {'str or list' if want == 'text' else want}, not {at}", a.span,
                         code="type-mismatch", function=x.func, expected=want, found=at,
                         hint="convert it first, e.g. str(x) or number(x)"))
             return fn.returns if fn else "any"

@@ -628,7 +628,7 @@ class _Checker:
                 v = a.value
                 names = [i.id if isinstance(i, ast.Name) else i.value if isinstance(i, ast.Literal) else None
                          for i in v.items] if isinstance(v, ast.ListExpr) else None
-                if names is None or not all(isinstance(n, str) for n in names):
+                if names is None or not isinstance(v, ast.ListExpr) or not all(isinstance(n, str) for n in names):
                     self.err("fields= needs a list of field names, e.g. fields=[question, answer]", v.span,
                              code="type-mismatch", name="fields", expected="list of field names")
                     continue

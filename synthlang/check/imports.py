@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from synthlang import ast
 from synthlang.errors import ConfigError, Diagnostics, SourceError
+from synthlang.plan.program import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthlang.check.checker import _Checker
@@ -121,7 +122,7 @@ def find(ck: _Checker, kind: str, qname: str, span: Any = None) -> Any:
             found = find(sub, kind, member, None)
     if found is None and span is not None:
         _report(ck, kind, qname, span)
-    if found is not None and kind == "model":
+    if isinstance(found, ModelSpec):
         found = dataclasses.replace(found, name=qname)
         ck.models.setdefault(qname, found)
     return found

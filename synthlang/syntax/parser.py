@@ -121,7 +121,7 @@ def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> SynthSyntaxErro
         lines = text.splitlines() or [""]
         line = len(lines)
         col = len(lines[-1]) + 1
-        expected = _words(exc.expected if isinstance(exc, UnexpectedEOF) else exc.accepts or exc.expected)
+        expected = _words({str(t) for t in (exc.expected if isinstance(exc, UnexpectedEOF) else exc.accepts or exc.expected)})
         msg = "unexpected end of file"
     elif isinstance(exc, UnexpectedToken):
         expected = _words(exc.accepts or exc.expected)
@@ -131,7 +131,8 @@ def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> SynthSyntaxErro
         line, col = tok.line or line, tok.column or col
     elif isinstance(exc, UnexpectedCharacters):
         expected = _words(exc.allowed or set())
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        pos = exc.pos_in_stream or 0
+        ch = text[pos] if pos < len(text) else ""
         msg = f"unexpected character {ch!r}"
         if ch == '"':
             span = Span(path, line, col, line, col + 1)
