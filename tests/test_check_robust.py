@@ -67,3 +67,18 @@ def test_random_byte_mutations(tmp_path, quiet):
 def test_missing_file_and_folder(tmp_path, quiet):
     assert _check(tmp_path / "nope.synth") == 1
     assert _check(tmp_path) == 1
+
+
+@pytest.mark.parametrize("decl", [
+    'source s = jsonl("a\\x00b") { q: str }',
+    'template t = file("a\\x00b")',
+    'use "a\\x00b.synth" as u',
+    'source s = sql("SELECT 1 AS q", db="a\\x00b") { q: str }',
+    'source s = jsonl("' + "a" * 5000 + '") { q: str }',
+    'template t = file("/")',
+    'source s = jsonl("x", limit=1/0) { q: str }',
+])
+def test_unusable_paths_and_constants_are_diagnostics(tmp_path, quiet, decl):
+    p = tmp_path / "e.synth"
+    p.write_text(decl + "\n", encoding="utf-8")
+    assert _check(p) == 1

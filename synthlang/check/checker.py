@@ -255,8 +255,8 @@ class _Checker:
         self.models[d.name] = ModelSpec(d.name, call.func, model_id, sp, opts, key_opts, d.span)
 
     def _resolve_path(self, rel: str, span: Span, what: str) -> Path | None:
-        p = (self.base_dir / rel).resolve()
-        if not p.exists():
+        p = imports.resolve(self.base_dir, rel)
+        if p is None or not p.exists():
             self.err(f"{what} file not found: {rel}", span, hint=f"paths are relative to the recipe's folder ({imports.shown(self.base_dir) or '.'})",
                      code="missing-file", path=rel)
             return None
@@ -323,7 +323,13 @@ class _Checker:
                 args[name] = fid
             elif name in ("split", "db"):
                 v = self._const(arg.value, "str")
-                args[name] = str((self.base_dir / v).resolve()) if name == "db" and isinstance(v, str) else v
+                if name == "db" and isinstance(v, str):
+                    db = imports.resolve(self.base_dir, v)
+                    if db is None:
+                        self.err(f"db= is not a usable file name: {v!r}", arg.value.span, code="bad-value", name=name)
+                        continue
+                    v = str(db)
+                args[name] = v
             else:
                 v = self._const(arg.value, "int")
                 if isinstance(v, int) and v < 0:

@@ -42,12 +42,12 @@ def load_imports(ck: _Checker, decls: tuple[ast.Decl, ...]) -> None:
     for d in decls:
         if not isinstance(d, ast.Use):
             continue
-        target = (ck.base_dir / d.path).resolve()
+        target = resolve(ck.base_dir, d.path)
         if not d.path.endswith(".synth"):
             ck.err(f"an import must name a .synth file, not '{d.path}'", d.span, code="bad-import", path=d.path)
             ck.bad_imports.add(d.alias)
             continue
-        if not target.is_file():
+        if target is None or not target.is_file():
             ck.err(f"imported recipe not found: {d.path}", d.span,
                    hint=f"paths are relative to the importing recipe's folder ({shown(ck.base_dir) or '.'})", code="missing-file", path=d.path)
             ck.bad_imports.add(d.alias)
@@ -73,6 +73,16 @@ def load_imports(ck: _Checker, decls: tuple[ast.Decl, ...]) -> None:
             ck.bad_imports.add(d.alias)
             continue
         ck.imports[d.alias] = sub
+
+
+def resolve(base: Path, rel: str) -> Path | None:
+    """``base / rel`` made absolute, or ``None`` when it cannot name a file (a NUL byte, a name too long)."""
+    try:
+        p = (base / rel).resolve()
+        p.exists()
+        return p
+    except (OSError, ValueError):
+        return None
 
 
 def shown(p: Path) -> str:
