@@ -82,3 +82,20 @@ def test_unusable_paths_and_constants_are_diagnostics(tmp_path, quiet, decl):
     p = tmp_path / "e.synth"
     p.write_text(decl + "\n", encoding="utf-8")
     assert _check(p) == 1
+
+
+def test_generated_recipes_check_without_internal_errors(tmp_path, quiet):
+    """Random syntactically valid recipes (the fmt round-trip generator) only ever give diagnostics."""
+    from hypothesis import HealthCheck, given, settings
+    from test_fmt import recipes
+
+    (tmp_path / "x.jsonl").write_text('{"a": 1}\n', encoding="utf-8")
+    p = tmp_path / "g.synth"
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(recipes())
+    def run(text):
+        p.write_text(text, encoding="utf-8")
+        assert _check(p) in (0, 1), text
+
+    run()
