@@ -544,7 +544,10 @@ class _Checker:
             if isinstance(v, ast.Name):
                 if v.id in self.templates:
                     return self.templates[v.id]
-                self.err(f"unknown template '{v.id}'", v.span, hint=did_you_mean(v.id, list(self.templates)),
+                self.err(f"unknown template '{v.id}'", v.span,
+                         hint=did_you_mean(v.id, list(self.templates))
+                         or (f"templates: {', '.join(self.templates)}" if self.templates
+                             else f'declare it (template {v.id} = file("{v.id}.j2")) or pass a string'),
                          code="unknown-name", name=v.id, kind="template")
                 return None
             if isinstance(v, ast.Literal) and isinstance(v.value, str):
