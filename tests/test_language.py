@@ -92,16 +92,3 @@ def test_double_hash_comments_parse_anywhere_and_only_own_line_ones_are_docs():
     assert s.doc is None and t.doc is None and u.doc is None  # none of these stands alone on its line
     assert parse("step a = f(x)\n\n## after a blank line\n\nstep b = f(a)").decls[1].doc is None
 
-
-def test_check_json_output(tmp_path, capsys):
-    import json
-
-    from synthlang.cli.main import main as synth_main
-
-    bad = write(tmp_path / "b.synth", "step a = answr(s)\n")
-    good = write(tmp_path / "g.synth", "param n: int = 1\n")
-    assert synth_main(["check", "--format", "json", str(good), str(bad)]) == 1
-    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert out[0] == {"path": str(good), "ok": True, "errors": []}
-    assert out[1]["ok"] is False and out[1]["errors"][0]["code"] == "unknown-operator"
-    assert (out[1]["errors"][0]["line"], out[1]["errors"][0]["col"]) == (1, 10)

@@ -77,13 +77,8 @@ def parse_param_value(text: str, type_name: str) -> Any:
 
 
 class _Checker:
-    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path,
-                 stack: tuple[Path, ...] = ()) -> None:
+    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path) -> None:
         self.recipe = recipe
-        self.stack = stack or (Path(recipe.path).resolve(),)
-        self.imports: dict[str, _Checker] = {}
-        self.bad_imports: set[str] = set()
-        self.imported_steps: dict[str, StepSpec] = {}
         self.path = recipe.path
         self.overrides = dict(param_overrides)
         self.base_dir = base_dir
@@ -98,6 +93,11 @@ class _Checker:
         self.step_decls: dict[str, ast.Step] = {}
         self.fields: dict[str, dict[str, str]] = {}
         self.fps: dict[str, str] = {}
+        # imports (see imports.py): the chain of recipes being checked, for cycles; checked imports by alias
+        self.stack: tuple[Path, ...] = (Path(recipe.path).resolve(),)
+        self.imports: dict[str, _Checker] = {}
+        self.bad_imports: set[str] = set()
+        self.imported_steps: dict[str, StepSpec] = {}
 
     def err(self, msg: str, span: Span, hint: str | None = None, code: str = "check", **data: Any) -> None:
         self.errors.append(CheckError(msg, span, hint=hint, code=code, **data))
@@ -255,8 +255,11 @@ class _Checker:
         self.models[d.name] = ModelSpec(d.name, call.func, model_id, sp, opts, key_opts, d.span)
 
     def _resolve_path(self, rel: str, span: Span, what: str) -> Path | None:
-        p = imports.resolve(self.base_dir, rel)
-        if p is None or not p.exists():
+        if imports.resolve(self.base_dir, rel) is None:  # a NUL byte, a name too long: no file can have it
+            self.err(f"{what} path is not a usable file name: {rel!r}", span, code="missing-file", path=rel)
+            return None
+        p = (self.base_dir / rel).resolve()
+        if not p.exists():
             self.err(f"{what} file not found: {rel}", span, hint=f"paths are relative to the recipe's folder ({imports.shown(self.base_dir) or '.'})",
                      code="missing-file", path=rel)
             return None
@@ -589,11 +592,21 @@ class _Checker:
         return val
 
     def _export(self, d: ast.Export) -> ExportSpec | None:
+        """An export of a local name or of ``alias.name`` of an import; options checked against the step's fields."""
+        from dataclasses import replace
+
         target = imports.qualified(d.step)
-        if target is not None and "." in target:  # alias.name of an import
-            return self._export_to(d, target) if imports.pull(self, target, d.step.span) else None
-        if isinstance(d.step, ast.Name) and d.step.id in self.step_decls and d.step.id not in self.steps:
+        if target is not None and "." in target and not imports.pull(self, target, d.step.span):
+            return None
+        if target is not None and target in self.step_decls and target not in self.steps:
             return None  # the step has errors of its own, already reported
+        step = ast.Name(target, d.step.span) if target is not None else d.step
+        spec = self._export_local(replace(d, step=step, options=()))
+        if spec is None:
+            return None
+        return replace(spec, options=self._export_options(d, self.fields.get(spec.step, {})))
+
+    def _export_local(self, d: ast.Export) -> ExportSpec | None:
         if not isinstance(d.step, ast.Name):
             self.err("export needs a step or source name", d.step.span, code="unknown-name")
             return None
@@ -601,16 +614,12 @@ class _Checker:
             self.err(f"unknown step '{d.step.id}'", d.step.span, hint=did_you_mean(d.step.id, list(self.steps) + list(self.sources)),
                      code="unknown-name", name=d.step.id, kind="step")
             return None
-        return self._export_to(d, d.step.id)
-
-    def _export_to(self, d: ast.Export, target: str) -> ExportSpec | None:
         if d.format not in EXPORT_FORMATS:
             self.err(f"unknown export format '{d.format}'", d.span, hint=f"formats: {', '.join(EXPORT_FORMATS)}",
                      code="unknown-format", name=d.format, valid=list(EXPORT_FORMATS))
             return None
-        opts = self._export_options(d, self.fields.get(target, {}))
-        return ExportSpec(target, (self.base_dir / d.path), d.format, opts, d.span)
-
+        opts = {a.name: self._const(a.value) for a in d.options if a.name}
+        return ExportSpec(d.step.id, (self.base_dir / d.path), d.format, opts, d.span)
 
     def _model_key(self, m: ModelSpec | None) -> Any:
         """:func:`_model_key`, computed once per model."""

@@ -61,7 +61,8 @@ def load_imports(ck: _Checker, decls: tuple[ast.Decl, ...]) -> None:
         sub: _Checker | None = None
         try:
             recipe = parse_file(shown(target))
-            sub = _Checker(recipe, {}, target.parent, ck.stack + (target,))
+            sub = _Checker(recipe, {}, target.parent)
+            sub.stack = ck.stack + (target,)
             sub.run()
         except Diagnostics as exc:
             ck.errors.extend(exc.errors)
@@ -161,6 +162,7 @@ def pull(ck: _Checker, qname: str, span: Any = None) -> bool:
         if isinstance(opts.get("model"), str):
             opts["model"] = f"{alias}.{opts['model']}"
         ck.imported_steps[qname] = dataclasses.replace(spec, name=qname, input=f"{alias}.{spec.input}", opts=opts, model=model)
+        ck.steps[qname] = ck.imported_steps[qname]  # so exports and lookups see it like a local step
     ck.fields[qname] = dict(sub.fields[member])
     ck.fps[qname] = sub.fps[member]
     return True
