@@ -83,6 +83,11 @@ class _Checker:
         self.overrides = dict(param_overrides)
         self.base_dir = base_dir
         self.errors: list[SourceError] = []
+        # imports (see imports.py): the chain of recipes being checked, for cycles; checked imports by alias
+        self.stack: tuple[Path, ...] = (Path(recipe.path).resolve(),)
+        self.imports: dict[str, _Checker] = {}
+        self.bad_imports: set[str] = set()
+        self.imported_steps: dict[str, StepSpec] = {}
         self.params: dict[str, Any] = {}
         self.param_types: dict[str, str] = {}
         self.models: dict[str, ModelSpec] = {}
@@ -93,11 +98,6 @@ class _Checker:
         self.step_decls: dict[str, ast.Step] = {}
         self.fields: dict[str, dict[str, str]] = {}
         self.fps: dict[str, str] = {}
-        # imports (see imports.py): the chain of recipes being checked, for cycles; checked imports by alias
-        self.stack: tuple[Path, ...] = (Path(recipe.path).resolve(),)
-        self.imports: dict[str, _Checker] = {}
-        self.bad_imports: set[str] = set()
-        self.imported_steps: dict[str, StepSpec] = {}
 
     def err(self, msg: str, span: Span, hint: str | None = None, code: str = "check", **data: Any) -> None:
         self.errors.append(CheckError(msg, span, hint=hint, code=code, **data))
