@@ -331,6 +331,9 @@ class _Checker:
                     if db is None:
                         self.err(f"db= is not a usable file name: {v!r}", arg.value.span, code="bad-value", name=name)
                         continue
+                    confined = getattr(self, "_confined", None)  # path confinement, where the checker has it
+                    if confined is not None and not confined(db, v, arg.value.span, "database"):
+                        continue
                     v = str(db)
                 args[name] = v
             else:

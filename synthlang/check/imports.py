@@ -47,6 +47,10 @@ def load_imports(ck: _Checker, decls: tuple[ast.Decl, ...]) -> None:
             ck.err(f"an import must name a .synth file, not '{d.path}'", d.span, code="bad-import", path=d.path)
             ck.bad_imports.add(d.alias)
             continue
+        confined = getattr(ck, "_confined", None)  # path confinement, where the checker has it
+        if target is not None and confined is not None and not confined(target, d.path, d.span, "import"):
+            ck.bad_imports.add(d.alias)
+            continue
         if target is None or not target.is_file():
             ck.err(f"imported recipe not found: {d.path}", d.span,
                    hint=f"paths are relative to the importing recipe's folder ({shown(ck.base_dir) or '.'})", code="missing-file", path=d.path)
@@ -63,6 +67,9 @@ def load_imports(ck: _Checker, decls: tuple[ast.Decl, ...]) -> None:
             recipe = parse_file(shown(target))
             sub = _Checker(recipe, {}, target.parent)
             sub.stack = ck.stack + (target,)
+            for attr in ("root", "allow_outside"):  # path confinement, where the checker has it: an import
+                if hasattr(ck, attr):                 # belongs to its importer's project
+                    setattr(sub, attr, getattr(ck, attr))
             sub.run()
         except Diagnostics as exc:
             ck.errors.extend(exc.errors)
