@@ -36,10 +36,11 @@ def main(args: argparse.Namespace) -> int:
     def num(v: object) -> object:
         return "?" if v is None else v
 
-    rows = [(s["name"] + (f" [loop {s['loop']['name']} ×{s['loop']['rounds']}]" if s.get("loop") else ""), s["operator"], s["input"] or "", s.get("engine") or "", num(s["rows"]), num(s["calls"]), s["tokens"],
+    rows = [(s["name"] + (f" [loop {s['loop']['name']} ×{s['loop']['rounds']}]" if s.get("loop") else ""), s["operator"], s["input"] or "",
+             f"{s['model']} = {s['engine']}" if s.get("model") else "", num(s["rows"]), num(s["calls"]), s["tokens"],
              "" if s["usd"] is None else f"${s['usd']:.4f}", ", ".join(s["fields_in"]), ", ".join(s["fields_added"]))
             for s in p["steps"]]
-    print_table(("step", "operator", "input", "engine", "rows", "calls", "tokens", "USD", "fields in", "adds"), rows)
+    print_table(("step", "operator", "input", "model = engine", "rows", "calls", "tokens", "USD", "fields in", "adds"), rows)
     t = p["total"]
     cost = f", ~${t['usd']:.4f}" if t["usd"] is not None else " (no price declared: cost unknown)"
     more = "" if t["complete"] else " (some source row counts are unknown)"
