@@ -28,8 +28,17 @@ def check_file(path: str | Path, params: dict[str, str] | None = None) -> Progra
 
 
 def run(program: Program, db: str | Path | None = None, progress: Any = None,
-        engine_factory: Callable[[ModelSpec], Any] | None = None, argv: list[str] | None = None) -> Any:
+        engine_factory: Callable[[ModelSpec], Any] | None = None, argv: list[str] | None = None,
+        budget: Any = None, retry_failed: bool = False) -> Any:
     """Run a checked program, writing everything to the DuckDB file ``db``.
+
+    Args:
+        budget: a :class:`synthlang.execute.budget.Budget` (default: the recipe's ``budget``).
+        retry_failed: re-issue the calls of rows stored as failed.
+
+    Raises:
+        BudgetExceeded: the budget stopped the run (its state is saved).
+        KeyboardInterrupt: SIGINT/SIGTERM stopped the run (its state is saved).
 
     Returns:
         A :class:`synthlang.execute.runner.RunSummary`.
@@ -38,7 +47,7 @@ def run(program: Program, db: str | Path | None = None, progress: Any = None,
     from synthlang.store import DEFAULT_DB, Store
 
     with Store(db or DEFAULT_DB) as store:
-        return run_program(program, store, progress, engine_factory, argv)
+        return run_program(program, store, progress, engine_factory, argv, budget, retry_failed)
 
 
 __all__ = ["check_file", "parse", "parse_file", "run"]
