@@ -108,6 +108,6 @@ CREATE TABLE IF NOT EXISTS exports (
 
 -- Failed rows with their reason and raw reply: SELECT step, error, count(*) FROM failures GROUP BY ALL.
 CREATE OR REPLACE VIEW failures AS
-    SELECT r.step, r.row_id, r.error, r.raw, r.call_key, c.finish_reason, r.created_at
+    SELECT r.step, r.row_id, r.error, r.raw, r.call_key, c.finish_reason, r.data, r.created_at
     FROM rows r LEFT JOIN calls c ON c.call_key = r.call_key
     WHERE r.status = 'failed';
