@@ -170,12 +170,15 @@ class Store:
 
     # ----------------------------------------------------------------- schema
     def _init_schema(self) -> None:
+        # one transaction: a process killed while creating a new file leaves no half-made schema
         try:
+            self.con.execute("BEGIN TRANSACTION")
             self.con.execute(_SCHEMA.read_text(encoding="utf-8"))
             have = self.con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if have is None:
                 self.con.execute("INSERT INTO meta VALUES ('schema_version', ?), ('cache_version', ?)",
                                  [str(SCHEMA_VERSION), str(CACHE_VERSION)])
+            self.con.execute("COMMIT")
         except duckdb.Error as exc:
             raise StoreError(f"cannot initialise {self.path}: {exc}") from None
 
