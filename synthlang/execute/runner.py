@@ -296,7 +296,10 @@ class Runner:
 
     def _engine(self, m: ModelSpec) -> Engine:
         if m.name not in self.engines:
-            self.engines[m.name] = self.engine_factory(m)
+            engine = self.engine_factory(m)
+            if hasattr(engine, "attach_store"):   # batch-mode engines keep their job ids in the store
+                engine.attach_store(self.store)
+            self.engines[m.name] = engine
         return self.engines[m.name]
 
     def _llm_step(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]], stats: StepStats) -> list[tuple[str, dict[str, Any]]]:
