@@ -108,10 +108,12 @@ def test_identical_requests_in_one_run_are_sent_once(project):
 
 
 def test_knobs_that_cannot_change_output_stay_out_of_the_key(project):
+    # an OpenAI-compatible model (served here by the fake engine): endpoint, concurrency, timeouts, retries
     f = Counting()
-    _run(project, f)
+    api = RECIPE.replace("fake(temperature=0.5, max_tokens=32)", 'openai("m1", temperature=0.5, max_tokens=32{})')
+    _run(project, f, api.replace("{}", ', base_url="http://127.0.0.1:1/v1", concurrency=2'))
     n = len(f.sent)
-    _run(project, f, RECIPE.replace("max_tokens=32)", "max_tokens=32, concurrency=7, timeout=99, threads=1)"))
+    _run(project, f, api.replace("{}", ', base_url="http://127.0.0.1:2/v1", concurrency=9, timeout=5, max_retries=1, rpm=60'))
     assert len(f.sent) == n                                # zero new calls
 
 
@@ -258,7 +260,8 @@ def test_recipe_budget_and_token_reservations(project):
 
 def test_usd_budget_uses_model_prices(project):
     f = Counting()
-    text = RECIPE.replace("max_tokens=32)", "max_tokens=32, price_in=1000, price_out=1000)") + "budget usd=0.5\n"
+    text = RECIPE.replace("fake(temperature=0.5, max_tokens=32)",
+                          'openai("m1", temperature=0.5, max_tokens=32, price_input=1000, price_output=1000)') + "budget usd=0.5\n"
     with pytest.raises(BudgetExceeded, match="USD budget of 0.5"):
         _run(project, f, text)
     toks = _sql(project, "select sum(prompt_tokens + completion_tokens) from calls")[0][0]

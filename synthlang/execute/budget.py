@@ -15,7 +15,7 @@ real usage. So with calls in flight the budget is never exceeded by their
 completions, and the only way to overshoot ``tokens=`` is a prompt that
 tokenises to more than one token per three characters.
 
-Prices come from the model declaration: ``price_in`` and ``price_out`` in USD
+Prices come from the model declaration: ``price_input`` and ``price_output`` in USD
 per million prompt / completion tokens (default 0, e.g. the embedded engine),
 or a ``cost_usd`` an engine reports in a result's ``meta``.
 """
@@ -121,4 +121,4 @@ def call_cost(options: dict[str, Any], prompt_tokens: int, completion_tokens: in
     """USD cost of one finished call: the engine's ``meta['cost_usd']`` or tokens × the model's prices."""
     if meta and isinstance(meta.get("cost_usd"), (int, float)):
         return float(meta["cost_usd"])
-    return (prompt_tokens * float(options.get("price_in") or 0) + completion_tokens * float(options.get("price_out") or 0)) / 1e6
+    return (prompt_tokens * float(options.get("price_input") or 0) + completion_tokens * float(options.get("price_output") or 0)) / 1e6

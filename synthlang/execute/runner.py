@@ -456,7 +456,7 @@ class Runner:
 
     def _admit(self, reqs: list[Request], m: ModelSpec) -> Any:
         """Yield requests to the engine one by one while no stop was asked and the budget allows."""
-        price_in, price_out = float(m.options.get("price_in") or 0), float(m.options.get("price_out") or 0)
+        price_in, price_out = float(m.options.get("price_input") or 0), float(m.options.get("price_output") or 0)
         for r in reqs:
             if self._stop is not None:
                 return
