@@ -10,12 +10,13 @@ from synthlang.plan.program import ModelSpec, Program
 from synthlang.syntax import parse, parse_file
 
 
-def check_file(path: str | Path, params: dict[str, str] | None = None) -> Program:
+def check_file(path: str | Path, params: dict[str, str] | None = None, allow_outside: bool = False) -> Program:
     """Parse and check a recipe file.
 
     Args:
         path: the ``.synth`` file.
         params: ``--param`` overrides (strings, converted to each param's type).
+        allow_outside: let source, template and export paths leave the project directory.
 
     Raises:
         SynthSyntaxError: the first syntax error.
@@ -24,7 +25,7 @@ def check_file(path: str | Path, params: dict[str, str] | None = None) -> Progra
     """
     from synthlang.check import check
 
-    return check(parse_file(path), params)
+    return check(parse_file(path), params, allow_outside=allow_outside)
 
 
 def run(program: Program, db: str | Path | None = None, progress: Any = None,

@@ -66,9 +66,22 @@ def parse_param_value(text: str, type_name: str) -> Any:
     return text
 
 
+def project_root(recipe_dir: Path) -> Path:
+    """The project directory a recipe's paths must stay in: the nearest folder from the recipe's
+    own upwards that holds ``.git``; without one, the recipe's folder itself."""
+    d = recipe_dir.resolve()
+    for cand in (d, *d.parents):
+        if (cand / ".git").exists():
+            return cand
+    return d
+
+
 class _Checker:
-    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path) -> None:
+    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path,
+                 allow_outside: bool = False) -> None:
         self.recipe = recipe
+        self.allow_outside = allow_outside
+        self.root = project_root(base_dir)
         self.path = recipe.path
         self.overrides = dict(param_overrides)
         self.base_dir = base_dir
@@ -232,8 +245,20 @@ class _Checker:
             sp = SamplingParams()
         self.models[d.name] = ModelSpec(d.name, call.func, model_id, sp, opts, key_opts, d.span)
 
+    def _confined(self, p: Path, rel: str, span: Span, what: str) -> bool:
+        """False (and an error) when ``p`` (symlinks resolved) leaves the project directory."""
+        if self.allow_outside or p.is_relative_to(self.root):
+            return True
+        self.err(f"{what} path '{rel}' leads outside the project directory {self.root}", span,
+                 hint="recipes may only read and write inside their project (the git repository holding the recipe, "
+                      "or its folder); pass --allow-outside if you trust this recipe",
+                 code="outside-project", path=rel, root=str(self.root))
+        return False
+
     def _resolve_path(self, rel: str, span: Span, what: str) -> Path | None:
         p = (self.base_dir / rel).resolve()
+        if not self._confined(p, rel, span, what):
+            return None
         if not p.exists():
             self.err(f"{what} file not found: {rel}", span, hint=f"paths are relative to the recipe's folder ({self.base_dir})",
                      code="missing-file", path=rel)
@@ -534,6 +559,8 @@ class _Checker:
                      code="unknown-format", name=d.format, valid=list(EXPORT_FORMATS))
             return None
         opts = {a.name: self._const(a.value) for a in d.options if a.name}
+        if not self._confined((self.base_dir / d.path).resolve(), d.path, d.span, "export"):
+            return None
         return ExportSpec(d.step.id, (self.base_dir / d.path), d.format, opts, d.span)
 
 
@@ -606,17 +633,19 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def check(recipe: ast.Recipe, params: dict[str, str] | None = None, base_dir: Path | None = None) -> Program:
+def check(recipe: ast.Recipe, params: dict[str, str] | None = None, base_dir: Path | None = None,
+          allow_outside: bool = False) -> Program:
     """Check a parsed recipe and resolve it into a :class:`Program`.
 
     Args:
         recipe: the parsed recipe.
         params: ``--param`` overrides as strings, converted to each param's type.
         base_dir: folder that relative paths resolve against (default: the recipe's folder).
+        allow_outside: let paths leave the project directory (:func:`project_root`).
 
     Raises:
         Diagnostics: every semantic error, sorted by position.
         ConfigError: a ``--param`` that names no param or has the wrong type.
     """
     base = base_dir or Path(recipe.path).resolve().parent
-    return _Checker(recipe, params or {}, base).run()
+    return _Checker(recipe, params or {}, base, allow_outside).run()

@@ -10,6 +10,8 @@ from synthlang.cli.common import console, print_table
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let the recipe read and write files outside its project directory")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--format", choices=("text", "json", "mermaid"), default="text")
 
@@ -19,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.cli.run import parse_params
     from synthlang.plan.estimate import estimate, to_mermaid
 
-    prog = check_file(args.recipe, parse_params(args.param))
+    prog = check_file(args.recipe, parse_params(args.param), allow_outside=args.allow_outside)
     plan = estimate(prog)
     if args.format == "json":
         print(json.dumps(plan, indent=2, ensure_ascii=False))

@@ -18,6 +18,8 @@ from synthlang.errors import ConfigError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="the .synth file")
     add_db(p)
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let the recipe read and write files outside its project directory")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a param (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--max-calls", type=int, default=None, metavar="N", help="stop before this run sends more than N calls")
@@ -66,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.execute.runner import Runner
     from synthlang.store import Store
 
-    program = check_file(args.recipe, parse_params(args.param))
+    program = check_file(args.recipe, parse_params(args.param), allow_outside=args.allow_outside)
     db = db_path(args)
     with Store(db) as store:
         progress = Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(),

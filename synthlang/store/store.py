@@ -52,7 +52,10 @@ def _connect(path: Path, read_only: bool, wait_s: float = 0.0) -> duckdb.DuckDBP
     delay = 0.01
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            # readers get no file system access: `synth query` can neither write files (COPY ... TO)
+            # nor read any outside the database (read_csv, ATTACH, extensions)
+            return duckdb.connect(str(path), read_only=read_only,
+                                  config={"enable_external_access": False} if read_only else {})
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
                 raise StoreError(f"cannot open {path}: {exc}") from None
@@ -376,6 +379,9 @@ class Store:
             msg = str(exc)
             if self.read_only and ("read-only" in msg.lower() or "read only" in msg.lower()):
                 raise StoreError(f"synth query is read-only: {msg.splitlines()[0]}") from None
+            if self.read_only and isinstance(exc, duckdb.PermissionException):
+                raise StoreError("synth query is read-only and reads only the database: "
+                                 f"{msg.splitlines()[0]} (use duckdb itself to work with other files)") from None
             raise StoreError(msg.splitlines()[0] if msg else type(exc).__name__) from None
 
     def run_rows(self, run_id: str, step: str, status: str | None = "ok") -> list[tuple[str, dict[str, Any]]]:
