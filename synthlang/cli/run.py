@@ -18,7 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="the .synth file")
     add_db(p)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a param (repeatable)")
+    add_model_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_model_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", action="append", default=[], metavar="NAME=ENGINE(...)",
+                   help="replace the recipe's model NAME, e.g. --model teacher=embedded() (repeatable)")
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -57,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.execute.runner import Runner
     from synthlang.store import Store
 
-    program = check_file(args.recipe, parse_params(args.param))
+    program = check_file(args.recipe, parse_params(args.param), args.model)
     db = db_path(args)
     with Store(db) as store:
         progress = Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
