@@ -105,3 +105,15 @@ CREATE TABLE IF NOT EXISTS exports (
     rows INTEGER,
     created_at TIMESTAMP
 );
+
+-- OpenAI Batch API jobs (engine openai, batch=true): a restarted run resumes the job instead of resubmitting.
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    job_key VARCHAR PRIMARY KEY,     -- sha256 over endpoint, model and the sorted call keys of the batch
+    batch_id VARCHAR,
+    input_file_id VARCHAR,
+    endpoint VARCHAR,                -- the API base URL (never the key)
+    status VARCHAR,                  -- the last status seen: validating | in_progress | completed | failed | ...
+    n_requests INTEGER,
+    created_at TIMESTAMP,
+    updated_at TIMESTAMP
+);
