@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlang import ast
-from synthlang.engines import ENGINE_KINDS
+from synthlang.engines import ENGINE_KINDS, ENGINE_OPTIONS
 from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
 from synthlang.expr import FUNCTIONS, evaluate, free_names, infer_type
@@ -236,7 +236,7 @@ class _Checker:
                 sampling[name] = v
             elif name in MODEL_KEY_OPTIONS:
                 key_opts[name] = v
-            else:
+            elif self._engine_option(call.func, name, v, arg):
                 opts[name] = v
         try:
             sp = SamplingParams(**sampling)
@@ -254,6 +254,22 @@ class _Checker:
                       "or its folder); pass --allow-outside if you trust this recipe",
                  code="outside-project", path=rel, root=str(self.root))
         return False
+
+    def _engine_option(self, engine: str, name: str, value: Any, arg: Any) -> bool:
+        """Check one engine option against :data:`synthlang.engines.ENGINE_OPTIONS`; report and drop a bad one."""
+        table = ENGINE_OPTIONS.get(engine, {})
+        if name not in table:
+            valid = [*table, *SAMPLING_KEYS, *MODEL_KEY_OPTIONS]
+            self.err(f"engine '{engine}' has no option '{name}'", arg.span,
+                     hint=did_you_mean(name, valid) or f"options of {engine}: {', '.join(table) or 'none'} and sampling params",
+                     code="unknown-option", name=name, engine=engine, valid=sorted(valid))
+            return False
+        types = table[name]
+        if value is not None and not (isinstance(value, types) and not (isinstance(value, bool) and bool not in types)):
+            self.err(f"option '{name}' of engine '{engine}' must be {' or '.join(t.__name__ for t in types)}, "
+                     f"not {type(value).__name__}", arg.span, code="bad-option", name=name, engine=engine)
+            return False
+        return True
 
     def _resolve_path(self, rel: str, span: Span, what: str) -> Path | None:
         p = (self.base_dir / rel).resolve()

@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-outside", action="store_true",
                    help="let the recipe read and write files outside its project directory")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a param (repeatable)")
+    add_model_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--max-calls", type=int, default=None, metavar="N", help="stop before this run sends more than N calls")
     p.add_argument("--max-tokens", type=int, default=None, metavar="N",
@@ -28,6 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-usd", type=float, default=None, metavar="USD", help="stop before this run's calls cost more")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-issue the calls of rows stored as failed (bypasses the call cache for those calls only)")
+
+
+def add_model_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", action="append", default=[], metavar="NAME=ENGINE(...)",
+                   help="replace the recipe's model NAME, e.g. --model teacher=embedded() (repeatable)")
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -68,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.execute.runner import Runner
     from synthlang.store import Store
 
-    program = check_file(args.recipe, parse_params(args.param), allow_outside=args.allow_outside)
+    program = check_file(args.recipe, parse_params(args.param), args.model, allow_outside=args.allow_outside)
     db = db_path(args)
     with Store(db) as store:
         progress = Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(),

@@ -252,6 +252,24 @@ class Store:
         self.release()
 
     # ------------------------------------------------------------------ calls
+    def get_batch_job(self, job_key: str) -> dict[str, Any] | None:
+        """The Batch API job recorded under ``job_key`` (see table ``batch_jobs``), or ``None``."""
+        row = self.con.execute("SELECT batch_id, input_file_id, endpoint, status, n_requests FROM batch_jobs WHERE job_key=?",
+                               [job_key]).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("batch_id", "input_file_id", "endpoint", "status", "n_requests"), row, strict=True))
+
+    def put_batch_job(self, job_key: str, batch_id: str, input_file_id: str, endpoint: str, status: str,
+                      n_requests: int) -> None:
+        """Record (or update) a Batch API job; committed at once so a crash right after keeps it."""
+        now = _now()
+        self.con.execute(
+            "INSERT INTO batch_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_key) DO UPDATE SET "
+            "batch_id=excluded.batch_id, input_file_id=excluded.input_file_id, status=excluded.status, "
+            "updated_at=excluded.updated_at",
+            [job_key, batch_id, input_file_id, endpoint, status, n_requests, now, now])
+
     def get_calls(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Finished calls (no error) among ``keys``, by key."""
         if not keys:
