@@ -364,8 +364,14 @@ class OpenAIEngine:
                 last, status = f"timed out after {self.timeout:g} s", None
             except oa.APIConnectionError as exc:
                 last, status = f"connection failed: {_msg(exc)}", None
+            except (oa.APIResponseValidationError, json.JSONDecodeError) as exc:
+                # an empty or malformed 200 body (a proxy or server fault): retried like a 5xx
+                last, status = f"malformed response from the server: {_msg(exc)}", None
             else:
-                return self._result(req, resp, attempt + 1)
+                try:
+                    return self._result(req, resp, attempt + 1)
+                except (AttributeError, IndexError, KeyError, TypeError) as exc:
+                    last, status = f"malformed response from the server: {type(exc).__name__}: {exc}", None
             if attempt == self.max_retries:
                 break
             if wait is None:
