@@ -39,7 +39,7 @@ export g to "out/g.jsonl" as jsonl
 @pytest.fixture
 def faulty(llama_server):
     proxy = FaultProxy(llama_server.base_url, rates={"429": 0.30, "500": 0.05, "503": 0.05},
-                       schedule={2: "hang", 3: "drop", 5: "empty", 7: "malformed"}, hang_s=16.0, seed=11).start()
+                       schedule={2: "hang", 3: "drop", 4: "500", 5: "empty", 6: "503", 7: "malformed", 8: "429"}, hang_s=16.0, seed=11).start()
     yield proxy
     proxy.stop()
 
@@ -78,3 +78,48 @@ def test_every_row_done_or_failed_with_reason_under_faults(tmp_path, faulty, lla
     assert f"Bearer {SECRET}" in faulty.auth_seen
     for f in (tmp_path / ".synth").iterdir():
         assert SECRET.encode() not in f.read_bytes(), f
+
+
+PLAIN = RECIPE.replace("max_retries=10", "max_retries=2").replace("limit=8", "limit=12")
+
+
+def _start(root, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SYNTH_FAULT_TEST_KEY": SECRET, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "synthlang.cli.main", "run", "f.synth", "--quiet", *args], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_budget_and_sigint_with_concurrent_openai_calls(tmp_path, llama_server):
+    """The openai engine pulls requests lazily, so budget reservations and Ctrl-C act per request."""
+    import signal
+    import time
+
+    shutil.copytree(REPO / "recipes" / "data", tmp_path / "data")
+    write(tmp_path / "f.synth", PLAIN.format(model=llama_server.model, url=llama_server.base_url))
+    db = tmp_path / ".synth" / "synth.duckdb"
+    p = _start(tmp_path, "--max-calls", "3")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 4 and "calls budget of 3 reached" in out and "Traceback" not in err, out + err
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select count(*) from calls").fetchone()[0] == 3
+    con.close()
+    p = _start(tmp_path)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 240:
+        try:
+            con = duckdb.connect(str(db), read_only=True)
+        except duckdb.IOException:
+            continue     # the run is committing right now
+        n = con.execute("select count(*) from calls").fetchone()[0]
+        con.close()
+        if n >= 4:
+            break
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Resume with" in out and "Traceback" not in err, out + err
+    con = duckdb.connect(str(db), read_only=True)
+    made, stored = con.execute("select calls_made, (select count(*) from calls) from runs where status='interrupted'").fetchone()
+    con.close()
+    # the calls in flight (at most concurrency=2) were finished and committed; no new ones were sent
+    assert stored == 3 + made and stored <= n + 2 and stored < 12

@@ -22,6 +22,7 @@ The API key is read from the environment variable the recipe names (``api_key_en
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import queue
@@ -184,28 +185,29 @@ class OpenAIEngine:
         Raises:
             EngineUnavailable: the server refused the key or does not know the model.
         """
-        reqs = list(requests)
-        if not reqs:
+        # `requests` is read lazily, one request each time a slot is free: the runner's admission
+        # (interrupt flag, budget) decides per request, so Ctrl-C stops new sends at once.
+        it = iter(requests)
+        first = next(it, None)
+        if first is None:
             return
         self.load()
         assert self._loop is not None
         if self.batch:
             from synthlang.engines.openai_batch import run_batch
 
-            yield from run_batch(self, reqs)
+            yield from run_batch(self, [first, *it])
             return
         q: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()
-        fut = asyncio.run_coroutine_threadsafe(self._run_all(reqs, q, stop), self._loop)
-        got = 0
+        fut = asyncio.run_coroutine_threadsafe(self._run_all(itertools.chain([first], it), q, stop), self._loop)
         try:
-            while got < len(reqs):
+            while True:
                 item = q.get()
                 if item is _DONE:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                got += 1
                 yield item
             fut.result()
         finally:
@@ -213,7 +215,7 @@ class OpenAIEngine:
                 stop.set()
                 fut.cancel()
 
-    async def _run_all(self, reqs: list[Request], q: queue.Queue[Any], stop: threading.Event) -> None:
+    async def _run_all(self, reqs: Iterator[Request], q: queue.Queue[Any], stop: threading.Event) -> None:
         cond = asyncio.Condition()
         in_flight = 0
         self.limiter.begin()
@@ -236,10 +238,13 @@ class OpenAIEngine:
 
         tasks: list[asyncio.Task[None]] = []
         try:
-            for req in reqs:
+            while True:
                 async with cond:
                     await cond.wait_for(room)
                     if stop.is_set() or self._fatal is not None:
+                        break
+                    req = next(reqs, None)   # pulled only once a slot is free
+                    if req is None:
                         break
                     in_flight += 1
                 tasks.append(asyncio.ensure_future(one(req)))

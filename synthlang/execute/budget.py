@@ -22,6 +22,7 @@ or a ``cost_usd`` an engine reports in a result's ``meta``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,8 @@ class Budget:
     spent_usd: float = 0.0
     _in_flight: dict[str, Reservation] = field(default_factory=dict)
     reason: str | None = None
+    # engines may pull requests (admit) on their own thread while the runner settles results
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_limits(cls, recipe: dict[str, Any], calls: int | None = None, tokens: int | None = None,
@@ -83,8 +86,10 @@ class Budget:
             prompt_tokens: an estimate of its prompt, in tokens (:func:`prompt_estimate`).
             price_in, price_out: USD per million prompt / completion tokens.
         """
-        tok = max_tokens + prompt_tokens
-        usd = (prompt_tokens * price_in + max_tokens * price_out) / 1e6
+        with self._lock:
+            return self._admit(key, max_tokens + prompt_tokens, (prompt_tokens * price_in + max_tokens * price_out) / 1e6)
+
+    def _admit(self, key: str, tok: int, usd: float) -> bool:
         held_tok = sum(r.tokens for r in self._in_flight.values())
         held_usd = sum(r.usd for r in self._in_flight.values())
         if self.calls is not None and self.spent_calls + len(self._in_flight) + 1 > self.calls:
@@ -101,14 +106,16 @@ class Budget:
 
     def settle(self, key: str, prompt_tokens: int, completion_tokens: int, usd: float) -> None:
         """Replace a call's reservation by what it really used."""
-        self._in_flight.pop(key, None)
-        self.spent_calls += 1
-        self.spent_tokens += prompt_tokens + completion_tokens
-        self.spent_usd += usd
+        with self._lock:
+            self._in_flight.pop(key, None)
+            self.spent_calls += 1
+            self.spent_tokens += prompt_tokens + completion_tokens
+            self.spent_usd += usd
 
     def release_all(self) -> None:
         """Drop reservations of calls that will not finish (the run is stopping)."""
-        self._in_flight.clear()
+        with self._lock:
+            self._in_flight.clear()
 
     def exceeded(self) -> BudgetExceeded:
         """The error that ends a run stopped by this budget."""
