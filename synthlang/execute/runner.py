@@ -348,6 +348,7 @@ class Runner:
         if pending:
             engine = self._engine(m)
             reqs = [Request(t.key, t.messages, sampling, t.seed, None, t.json_schema) for t in pending]
+            self.store.release(force=True)   # free the file for readers while the engine works
             for res in engine.generate(self._admit(reqs, m)):
                 ts = by_key[res.key]
                 self._settle(m, res)

@@ -231,6 +231,7 @@ class Store:
             "INSERT INTO runs (run_id, recipe, recipe_path, recipe_fingerprint, params, argv, status, started_at, synth_version)"
             " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
             [run_id, recipe, recipe_path, fingerprint, _dumps(params), _dumps(argv), _now(), version])
+        self.release(force=True)
 
     def finish_run(self, run_id: str, status: str, stats: dict[str, Any]) -> None:
         """Record a run's end: status and totals (calls, tokens, wall seconds)."""
