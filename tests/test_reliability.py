@@ -155,7 +155,7 @@ def test_cache_version_mismatch_is_a_clear_error(project):
 class Misbehaving(FakeEngine):
     """Answers like the fake engine, but a fixed set of prompts fail in a chosen way until retried with a new seed."""
 
-    MODES = ("empty", "content_filter", "length", "error")
+    MODES = ("empty", "content_filter", "length", "error", "schema")
 
     def __init__(self) -> None:
         super().__init__()
@@ -171,13 +171,16 @@ class Misbehaving(FakeEngine):
                 res = {"empty": Result(req.key, text="   ", finish_reason="stop"),
                        "content_filter": Result(req.key, text="partial", finish_reason="content_filter"),
                        "length": Result(req.key, text="truncated reply with no end", finish_reason="length"),
-                       "error": Result(req.key, finish_reason="error", error="HTTP 500 from upstream")}[mode]
+                       "error": Result(req.key, finish_reason="error", error="HTTP 500 from upstream"),
+                       # what the openai engine returns when JSON still breaks the schema after its re-asks
+                       "schema": Result(req.key, text='{"score": 4, "reason": "trunc', finish_reason="error",
+                                        error="reply does not follow the JSON schema after 2 re-asks: not JSON")}[mode]
             yield res
 
 
 def _failing_data(project):
     rows = [{"question": f"Q{i}: how many apples is {i} + {i}? <{m}>", "answer": f"#### {2 * i}", "d": i}
-            for i, m in enumerate(["ok", "empty", "content_filter", "length", "error", "ok"])]
+            for i, m in enumerate(["ok", "empty", "content_filter", "length", "error", "ok", "schema"])]
     rows.append({"question": "Q6: what is 3 + 3?", "answer": "#### 6", "d": 3})
     write(project / "data" / "f.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     return RECIPE.replace("gsm8k/train_first1000.jsonl", "f.jsonl").replace(
@@ -194,7 +197,7 @@ def test_per_row_failures_are_recorded_and_never_abort_the_step(project):
     by = {x.name: x for x in s.steps}
     assert s.status == "finished"
     # rows 0 (12 // 0 fails in the template), 1 empty, 2 content_filter, 3 length, 4 error fail; 5 and 6 make it
-    assert by["r"].rows_failed == 5 and by["r"].rows_out == 2
+    assert by["r"].rows_failed == 6 and by["r"].rows_out == 2
     got = dict(_sql(project, "select data->>'question', error from failures where step='r'"))
     errors = sorted(got.values())
     assert any("template failed to render" in e and "ZeroDivisionError" in e for e in errors)
@@ -205,6 +208,7 @@ def test_per_row_failures_are_recorded_and_never_abort_the_step(project):
     raws = dict(_sql(project, "select error, raw from failures where step='r' and raw is not null"))
     assert raws["completion truncated at max_tokens (finish_reason=length)"] == "truncated reply with no end"
     assert raws["completion blocked by the content filter"] == "partial"
+    assert raws["call failed: reply does not follow the JSON schema after 2 re-asks: not JSON"] == '{"score": 4, "reason": "trunc'
     # no failed row carries on into later steps, and none is a silent None
     assert _sql(project, "select count(*) from rows where step='a'") == [(2,)]
     assert _sql(project, "select count(*) from rows where status='failed' and (error is null or error='')") == [(0,)]
@@ -216,18 +220,18 @@ def test_retry_failed_reissues_exactly_the_failed_calls(project):
     text = _failing_data(project)
     _run(project, f, text)
     first = len(f.sent)
-    # a plain re-run re-issues only the errored call (errors are never cached; this fake fails it again
-    # with the same seed); the other failures are answered from the cache and fail the same way
+    # a plain re-run re-issues only the two errored calls (errors are never cached; this fake fails them
+    # again with the same seed); the other failures are answered from the cache and fail the same way
     s2 = _run(project, f, text)
-    assert len(f.sent) == first + 1 and {x.name: x for x in s2.steps}["r"].rows_failed == 5
+    assert len(f.sent) == first + 2 and {x.name: x for x in s2.steps}["r"].rows_failed == 6
     failed_keys = {k for (k,) in _sql(project, "select call_key from failures where step='r' and call_key is not null")}
-    assert len(failed_keys) == 4
+    assert len(failed_keys) == 5
     s3 = _run(project, f, text, retry_failed=True)
-    retried = f.sent[first + 1:]
+    retried = f.sent[first + 2:]
     by = {x.name: x for x in s3.steps}
     assert {r.key for r in retried if r.key in failed_keys} == failed_keys
-    assert by["r"].calls_made == 4 and by["r"].rows_failed == 1      # only the template row still fails
-    assert by["a"].calls_made == 4 and len(retried) == 8            # the 4 rows now ok go on to be answered
+    assert by["r"].calls_made == 5 and by["r"].rows_failed == 1      # only the template row still fails
+    assert by["a"].calls_made == 5 and len(retried) == 10           # the 5 rows now ok go on to be answered
     assert by["a"].rows_reused == 2   # (the markers carry into the answer prompts, so those fail once too)
     assert _sql(project, "select count(*) - count(distinct call_key) from calls") == [(0,)]
 
