@@ -95,14 +95,14 @@ def _spawn(cmd: list[str], env: dict[str, str], name: str) -> tuple[subprocess.P
 
 
 def start_llama_server(python: str | None = None, n_ctx: int = 2048, n_threads: int | None = None,
-                       timeout_s: float = 120.0) -> Server:
+                       timeout_s: float = 120.0, model: str | None = None) -> Server:
     """``python -m llama_cpp.server`` serving SmolLM2-135M-Instruct GGUF as model ``smollm2``.
 
     It runs one request at a time; clients need generous timeouts.
     """
     from synthlang.engines.embedded import default_gguf_path
 
-    gguf = default_gguf_path()
+    gguf = Path(model) if model else default_gguf_path()
     port = free_port()
     cmd = [python or sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LLAMA_ALIAS,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
