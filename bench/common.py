@@ -83,6 +83,14 @@ def alternate(a: Callable[[int], dict[str, Any]], b: Callable[[int], dict[str, A
             "raw_tps_median": statistics.median(p["b"]["tokens_per_s"] for p in pairs)}
 
 
+def synthlang_overhead(n: int, reps: int = 3) -> dict[str, Any]:
+    """Seconds the same recipe takes on the instant fake engine: synthlang's own cost (checking aside),
+    mostly one DuckDB transaction per finished call. Compare with the raw side's seconds."""
+    root = project("fake(temperature=0.7, max_tokens=32)", n)
+    secs = sorted(run_recipe(root, 100 + i)["seconds"] for i in range(reps))
+    return {"fake_engine_seconds_median": secs[len(secs) // 2], "fake_engine_seconds": secs}
+
+
 def write_result(name: str, config: dict[str, Any], result: dict[str, Any]) -> Path:
     """Write ``bench/results/NAME.json`` (config, machine, result) and print the headline."""
     out = REPO / "bench" / "results" / f"{name}.json"

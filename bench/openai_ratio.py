@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import alternate, project, recipe_messages, run_recipe, write_result
+from common import alternate, project, recipe_messages, run_recipe, synthlang_overhead, write_result
 from rawloop import raw_openai
 
 
@@ -47,6 +47,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+    result["overhead"] = synthlang_overhead(a.n)
     write_result("openai_ratio", {"model": a.model, "served_name": name, "concurrency": a.concurrency, "n": a.n,
                                   "max_tokens": a.max_tokens, "reps": a.reps, "server": "vllm" if server else base_url},
                  result)

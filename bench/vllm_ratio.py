@@ -13,7 +13,7 @@ import argparse
 import time
 from typing import Any
 
-from common import alternate, project, recipe_messages, run_recipe, write_result
+from common import alternate, project, recipe_messages, run_recipe, synthlang_overhead, write_result
 
 
 def main() -> None:
@@ -61,6 +61,7 @@ def main() -> None:
 
     result = alternate(lambda rep: run_recipe(root, rep, lambda m: shared), raw, a.reps)
     engine.close()
+    result["overhead"] = synthlang_overhead(a.n)
     write_result("vllm_ratio", {"model": a.model, "n": a.n, "max_tokens": a.max_tokens, "reps": a.reps,
                                 "max_model_len": a.max_model_len, "dtype": a.dtype, "llm_load_s": load_s}, result)
 

@@ -119,6 +119,8 @@ def start_vllm_server(python: str | None = None, model_dir: Path | None = None, 
     port = free_port()
     cmd = [python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--served-model-name", LLAMA_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-           "--max-model-len", str(max_model_len), "--dtype", "bfloat16", "--enable-prefix-caching"]
+           "--max-model-len", str(max_model_len), "--dtype", "bfloat16", "--enable-prefix-caching",
+           # vLLM 0.32 on CPU kills its engine on seeded requests after a chunked prefill (see engines/vllm.py)
+           "--no-enable-chunked-prefill"]
     proc, log = _spawn(cmd, VLLM_CPU_ENV, "vllm")
     return _wait_ready(Server(f"http://127.0.0.1:{port}/v1", LLAMA_ALIAS, proc, log), timeout_s)
