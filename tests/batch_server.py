@@ -6,6 +6,9 @@ OpenAI-compatible server (``upstream``: e.g. the session's ``llama_cpp.server``)
 are a real model's. A batch moves validating → in_progress → completed, processing its lines on
 the first poll after ``hold`` is cleared (tests set ``hold`` to simulate a long job).
 
+``POST /v1/chat/completions`` answers too, after the injected ``faults`` (429 with
+``Retry-After: 1``, any 5xx, or 0 = a dropped connection), for retry tests.
+
 Counters (``files_created``, ``batches_created``, ``polls``) let tests prove a restarted run
 resumed the recorded job instead of submitting it again.
 """
@@ -33,6 +36,8 @@ class BatchServer:
         self.files_created = 0
         self.batches_created = 0
         self.polls = 0
+        self.faults: list[int] = []     # status codes for the next /v1/chat/completions calls (429 adds Retry-After: 1)
+        self.chat_calls: list[tuple[float, int]] = []   # (time, status) of each chat call, for tests
         self.hold = threading.Event()   # set: batches stay in_progress
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -119,6 +124,28 @@ class BatchServer:
                         srv.files_created += 1
                     return self._send(200, srv._file_obj(fid, fields["file"][0] or "input.jsonl",
                                                          fields.get("purpose", (None, b"batch"))[1].decode()))
+                if self.path == "/v1/chat/completions":
+                    body = json.loads(self._body())
+                    with srv.lock:
+                        code = srv.faults.pop(0) if srv.faults else 200
+                        srv.chat_calls.append((time.monotonic(), code))
+                    if code == 429:
+                        data = json.dumps({"error": {"message": "slow down", "type": "rate_limit"}}).encode()
+                        self.send_response(429)
+                        self.send_header("Retry-After", "1")
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return None
+                    if code == 0:   # drop the connection without an answer
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return None
+                    if code != 200:
+                        return self._send(code, {"error": {"message": f"injected {code}"}})
+                    status, answer = srv._answer(body)
+                    return self._send(status, answer)
                 if self.path == "/v1/batches":
                     req = json.loads(self._body())
                     if req.get("input_file_id") not in srv.files:

@@ -95,14 +95,14 @@ def _spawn(cmd: list[str], env: dict[str, str], name: str) -> tuple[subprocess.P
 
 
 def start_llama_server(python: str | None = None, n_ctx: int = 2048, n_threads: int | None = None,
-                       timeout_s: float = 120.0) -> Server:
+                       timeout_s: float = 120.0, model: str | None = None) -> Server:
     """``python -m llama_cpp.server`` serving SmolLM2-135M-Instruct GGUF as model ``smollm2``.
 
     It runs one request at a time; clients need generous timeouts.
     """
     from synthlang.engines.embedded import default_gguf_path
 
-    gguf = default_gguf_path()
+    gguf = Path(model) if model else default_gguf_path()
     port = free_port()
     cmd = [python or sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LLAMA_ALIAS,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
@@ -119,6 +119,8 @@ def start_vllm_server(python: str | None = None, model_dir: Path | None = None, 
     port = free_port()
     cmd = [python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--served-model-name", LLAMA_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-           "--max-model-len", str(max_model_len), "--dtype", "bfloat16", "--enable-prefix-caching"]
+           "--max-model-len", str(max_model_len), "--dtype", "bfloat16", "--enable-prefix-caching",
+           # vLLM 0.32 on CPU kills its engine on seeded requests after a chunked prefill (see engines/vllm.py)
+           "--no-enable-chunked-prefill"]
     proc, log = _spawn(cmd, VLLM_CPU_ENV, "vllm")
     return _wait_ready(Server(f"http://127.0.0.1:{port}/v1", LLAMA_ALIAS, proc, log), timeout_s)

