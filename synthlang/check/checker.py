@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlang import ast
-from synthlang.engines import ENGINE_KINDS
+from synthlang.engines import ENGINE_KINDS, ENGINE_OPTIONS
 from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
 from synthlang.expr import FUNCTIONS, evaluate, free_names, infer_type
@@ -76,9 +76,22 @@ def parse_param_value(text: str, type_name: str) -> Any:
     return text
 
 
+def project_root(recipe_dir: Path) -> Path:
+    """The project directory a recipe's paths must stay in: the nearest folder from the recipe's
+    own upwards that holds ``.git``; without one, the recipe's folder itself."""
+    d = recipe_dir.resolve()
+    for cand in (d, *d.parents):
+        if (cand / ".git").exists():
+            return cand
+    return d
+
+
 class _Checker:
-    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path) -> None:
+    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path,
+                 allow_outside: bool = False) -> None:
         self.recipe = recipe
+        self.allow_outside = allow_outside
+        self.root = project_root(base_dir)
         self.path = recipe.path
         self.overrides = dict(param_overrides)
         self.base_dir = base_dir
@@ -245,7 +258,7 @@ class _Checker:
                 sampling[name] = v
             elif name in MODEL_KEY_OPTIONS:
                 key_opts[name] = v
-            else:
+            elif self._engine_option(call.func, name, v, arg):
                 opts[name] = v
         try:
             sp = SamplingParams(**sampling)
@@ -254,11 +267,39 @@ class _Checker:
             sp = SamplingParams()
         self.models[d.name] = ModelSpec(d.name, call.func, model_id, sp, opts, key_opts, d.span)
 
+    def _confined(self, p: Path, rel: str, span: Span, what: str) -> bool:
+        """False (and an error) when ``p`` (symlinks resolved) leaves the project directory."""
+        if self.allow_outside or p.is_relative_to(self.root):
+            return True
+        self.err(f"{what} path '{rel}' leads outside the project directory {self.root}", span,
+                 hint="recipes may only read and write inside their project (the git repository holding the recipe, "
+                      "or its folder); pass --allow-outside if you trust this recipe",
+                 code="outside-project", path=rel, root=str(self.root))
+        return False
+
+    def _engine_option(self, engine: str, name: str, value: Any, arg: Any) -> bool:
+        """Check one engine option against :data:`synthlang.engines.ENGINE_OPTIONS`; report and drop a bad one."""
+        table = ENGINE_OPTIONS.get(engine, {})
+        if name not in table:
+            valid = [*table, *SAMPLING_KEYS, *MODEL_KEY_OPTIONS]
+            self.err(f"engine '{engine}' has no option '{name}'", arg.span,
+                     hint=did_you_mean(name, valid) or f"options of {engine}: {', '.join(table) or 'none'} and sampling params",
+                     code="unknown-option", name=name, engine=engine, valid=sorted(valid))
+            return False
+        types = table[name]
+        if value is not None and not (isinstance(value, types) and not (isinstance(value, bool) and bool not in types)):
+            self.err(f"option '{name}' of engine '{engine}' must be {' or '.join(t.__name__ for t in types)}, "
+                     f"not {type(value).__name__}", arg.span, code="bad-option", name=name, engine=engine)
+            return False
+        return True
+
     def _resolve_path(self, rel: str, span: Span, what: str) -> Path | None:
         if imports.resolve(self.base_dir, rel) is None:  # a NUL byte, a name too long: no file can have it
             self.err(f"{what} path is not a usable file name: {rel!r}", span, code="missing-file", path=rel)
             return None
         p = (self.base_dir / rel).resolve()
+        if not self._confined(p, rel, span, what):
+            return None
         if not p.exists():
             self.err(f"{what} file not found: {rel}", span, hint=f"paths are relative to the recipe's folder ({imports.shown(self.base_dir) or '.'})",
                      code="missing-file", path=rel)
@@ -622,6 +663,8 @@ class _Checker:
                      code="unknown-format", name=d.format, valid=list(EXPORT_FORMATS))
             return None
         opts = {a.name: self._const(a.value) for a in d.options if a.name}
+        if not self._confined((self.base_dir / d.path).resolve(), d.path, d.span, "export"):
+            return None
         return ExportSpec(d.step.id, (self.base_dir / d.path), d.format, opts, d.span)
 
     def _model_key(self, m: ModelSpec | None) -> Any:
@@ -743,17 +786,19 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def check(recipe: ast.Recipe, params: dict[str, str] | None = None, base_dir: Path | None = None) -> Program:
+def check(recipe: ast.Recipe, params: dict[str, str] | None = None, base_dir: Path | None = None,
+          allow_outside: bool = False) -> Program:
     """Check a parsed recipe and resolve it into a :class:`Program`.
 
     Args:
         recipe: the parsed recipe.
         params: ``--param`` overrides as strings, converted to each param's type.
         base_dir: folder that relative paths resolve against (default: the recipe's folder).
+        allow_outside: let paths leave the project directory (:func:`project_root`).
 
     Raises:
         Diagnostics: every semantic error, sorted by position.
         ConfigError: a ``--param`` that names no param or has the wrong type.
     """
     base = base_dir or Path(recipe.path).resolve().parent
-    return _Checker(recipe, params or {}, base).run()
+    return _Checker(recipe, params or {}, base, allow_outside).run()

@@ -9,8 +9,13 @@ from synthlang.cli.common import console, print_table
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let the recipe read and write files outside its project directory")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--format", choices=("text", "json", "mermaid"), default="text")
+    from synthlang.cli.run import add_model_flag
+
+    add_model_flag(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -18,8 +23,8 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.cli.run import parse_params
     from synthlang.plan.estimate import to_json, to_mermaid
 
-    models = getattr(args, "model", None)  # `--model` overrides, where the CLI offers them (engines branch)
-    p = plan(check_file(args.recipe, parse_params(args.param), **({"models": models} if models else {})))
+    p = plan(check_file(args.recipe, parse_params(args.param), getattr(args, "model", None),
+                        allow_outside=args.allow_outside))
     if args.format == "json":
         print(to_json(p), end="")
         return 0

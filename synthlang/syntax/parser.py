@@ -446,6 +446,26 @@ def parse_expr(text: str, path: str = "<expr>") -> ast.Expr:
     return _ToAst(path).transform(tree)
 
 
+def parse_model_decl(text: str, path: str = "--model") -> ast.Model:
+    """Parse ``NAME=ENGINE(...)`` (the ``synth run --model`` flag) into a :class:`synthlang.ast.Model`.
+
+    Example: ``teacher=embedded()`` or ``teacher=openai("gpt-4o-mini", concurrency=8)``.
+
+    Raises:
+        SynthSyntaxError: when ``text`` is not ``NAME=`` followed by one engine call.
+    """
+    from synthlang.errors import SynthSyntaxError
+
+    name, eq, decl = text.partition("=")
+    if not eq or not name.strip().isidentifier():
+        raise SynthSyntaxError(f"--model {text!r}: expected NAME=ENGINE(...), e.g. teacher=embedded()",
+                               Span(path, 1, 1, 1, len(text) + 1))
+    recipe = parse(f"model {name.strip()} = {decl.strip()}", path)
+    if len(recipe.decls) != 1 or not isinstance(recipe.decls[0], ast.Model):
+        raise SynthSyntaxError(f"--model {text!r}: expected one engine call after '='", Span(path, 1, 1, 1, len(text) + 1))
+    return recipe.decls[0]
+
+
 def parse_file(path: str | Path) -> ast.Recipe:
     """Read and parse a ``.synth`` file.
 
