@@ -40,7 +40,7 @@ def test_429_halves_then_grows_back():
     a.on_rate_limited()
     assert a.limit == 2
     t = 0.0
-    for _ in range(80):
+    for _ in range(40):
         t += 0.1
         a.on_success(10, now=t)
     assert a.limit == 8

@@ -45,7 +45,7 @@ class AdaptiveLimit:
     gain: float = 0.08
     tolerance: float = 0.03
     hold: int = 4
-    min_window: int = 8
+    min_window: int = 4
     history: list[tuple[float, int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -56,7 +56,6 @@ class AdaptiveLimit:
         self._direction = -1 if self.climb > 1 else 1
         self._probe = self._direction
         self._holding = 0
-        self._avg: dict[int, float] = {}   # running mean tokens/s per level: one noisy window decides nothing alone
         self._reset_window()
 
     # ----------------------------------------------------------------- public
@@ -111,8 +110,6 @@ class AdaptiveLimit:
         return levels[max(0, min(len(levels) - 1, i + direction))]
 
     def _climb(self, level: int, rate: float) -> None:
-        old = self._avg.get(level)
-        rate = self._avg[level] = rate if old is None else 0.5 * (old + rate)
         if self._holding > 0:
             self._holding -= 1
             if self._holding == 0:   # probe again, alternating direction
@@ -125,8 +122,7 @@ class AdaptiveLimit:
             self._prev = (level, rate)
             self.climb = self._step(level)
             return
-        prev_level = self._prev[0]
-        prev_rate = self._avg.get(prev_level, self._prev[1])
+        prev_level, prev_rate = self._prev
         if level > prev_level:   # more in flight must pay for itself
             ok = rate > prev_rate * (1 + self.gain)
         else:                    # fewer in flight is kept unless throughput clearly drops
