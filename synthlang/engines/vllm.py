@@ -80,7 +80,7 @@ class VLLMEngine:
         if enable_chunked_prefill is not None:
             self.options["enable_chunked_prefill"] = bool(enable_chunked_prefill)
         self.max_model_len = int(max_model_len or 0)
-        self._refused = (ValueError, TypeError)
+        self._refused: tuple[type[BaseException], ...] = (ValueError, TypeError)
 
     def load(self) -> None:
         """Build the ``vllm.LLM`` (about 25 s for SmolLM2-135M on 2 CPU cores)."""
@@ -105,7 +105,7 @@ class VLLMEngine:
         try:
             from vllm.exceptions import VLLMError
 
-            self._refused: tuple[type[BaseException], ...] = (ValueError, TypeError, VLLMError)
+            self._refused = (ValueError, TypeError, VLLMError)
         except ImportError:
             self._refused = (ValueError, TypeError)
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
