@@ -20,7 +20,6 @@ from synthlang.expr import FUNCTIONS, evaluate, free_names, infer_type
 from synthlang.ops import OPERATORS
 from synthlang.ops.base import (
     KIND_BOOL,
-    KIND_NODE,
     KIND_CHOICE,
     KIND_EXPR,
     KIND_FIELD,
@@ -28,6 +27,7 @@ from synthlang.ops.base import (
     KIND_INT,
     KIND_LIST,
     KIND_MODEL,
+    KIND_NODE,
     KIND_STR,
     KIND_TEMPLATE,
 )
