@@ -71,6 +71,7 @@ def run_loop(runner: Runner, lp: LoopSpec) -> None:
             runner.current_round = r
             for p in pools:
                 runner.outputs[p] = current[p]
+                runner.pool_all[p] = everything[p]   # `against=POOL` in the body sees the whole pool
             for st in lp.steps:
                 runner._step(replace(st, fingerprint=round_fingerprint(st.fingerprint, r)))
                 runner.summary.steps[-1].name = f"{st.name}[round {r}]"
@@ -98,6 +99,8 @@ def run_loop(runner: Runner, lp: LoopSpec) -> None:
                 _train(runner, lp, r, everything[pools[0]])
     finally:
         runner.current_round = 0
+        for p in pools:
+            runner.pool_all.pop(p, None)
     for p in pools:
         runner.outputs[p] = everything[p]
     for name, rows in per_step.items():

@@ -140,6 +140,7 @@ class Runner:
         self.summary = RunSummary(self.run_id, program.name, str(store.path))
         self.outputs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.current_round = 0   # set by execute/loops.py while a loop body runs
+        self.pool_all: dict[str, list[tuple[str, dict[str, Any]]]] = {}   # a running loop's whole pools
 
     # ------------------------------------------------------------------ driver
     def run(self) -> RunSummary:
@@ -285,7 +286,7 @@ class Runner:
         for name, spec in st.op.options.items():
             ref = st.opts.get(name)
             if spec.kind == KIND_NODE and isinstance(ref, str) and ref in self.outputs:
-                nodes[ref] = [d for _, d in self.outputs[ref]]
+                nodes[ref] = [d for _, d in self.pool_all.get(ref, self.outputs[ref])]
         pids = self.store.parents_of([rid for rid, _ in parents]) if st.op.takes_context else {}
         return RowContext(round=self.current_round, params=dict(self.program.params), nodes=nodes,
                           row_ids=[rid for rid, _ in parents], parent_ids=[pids.get(rid, ()) for rid, _ in parents],
