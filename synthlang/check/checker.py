@@ -446,7 +446,7 @@ class _Checker:
             if opts.get("prompt") is None:
                 opts["prompt"] = op.default_prompt_text()
             # template variables must exist at this point of the graph
-            avail = set(fields_in) | {"input"} | set(self.params)
+            avail = set(fields_in) | {"input"} | set(self.params) | set(op.template_vars)
             for key in ("prompt", "system"):
                 text = opts.get(key)
                 if text is None:

@@ -132,6 +132,8 @@ class Operator:
             operator's outputs, e.g. a brand-new question or a per-class report).
         select: ``opts -> Operator``; picks the implementation from the options
             (``verify(mode="llm")`` is an LLM operator, the other modes are not).
+        template_vars: variables its ``prompt_vars``/``prepare`` add, beyond
+            ``input``; the checker accepts them in prompts.
     """
 
     name: str
@@ -150,6 +152,7 @@ class Operator:
     takes_context: bool = False
     inherit: bool = True
     select: Callable[[dict[str, Any]], Operator] | None = None
+    template_vars: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def wants_logprobs(self, opts: dict[str, Any]) -> int | None:

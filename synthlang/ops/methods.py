@@ -144,6 +144,7 @@ NEW_QUESTION = Operator(
     postprocess=_new_question_post,
     prepare=_few_shot,
     inherit=False,
+    template_vars=("examples",),
 )
 
 # --------------------------------------------------------------------- evolve
@@ -215,6 +216,7 @@ EVOLVE = Operator(
     postprocess=_evolve_post,
     prompt_vars=_field_var,
     prepare=_evolve_prepare,
+    template_vars=("evol_method", "instruction_for_method"),
 )
 
 # -------------------------------------------------------------------- reverse
@@ -265,6 +267,7 @@ REVERSE = Operator(
     default_prompt="reverse.j2",
     postprocess=_reverse_post,
     prompt_vars=_reverse_vars,
+    template_vars=("answer_text", "shots"),
 )
 
 # ---------------------------------------------------------- verify(mode=llm)
@@ -297,6 +300,7 @@ VERIFY_LLM = Operator(
     default_prompt="verify_llm.j2",
     postprocess=_consistency_post,
     prompt_vars=_consistency_vars,
+    template_vars=("a", "b"),
 )
 
 # ------------------------------------------------------------------- strategy
@@ -364,6 +368,7 @@ STRATEGY = Operator(
     postprocess=_strategy_post,
     prompt_vars=_field_var,
     prepare=_strategy_prepare,
+    template_vars=("strategy", "examples"),
 )
 
 # ---------------------------------------------------------------------- label
@@ -456,6 +461,7 @@ LABEL = Operator(
     prepare=_label_prepare,
     json_schema=_spans_schema,
     logprobs=lambda opts: 1,
+    template_vars=("labels", "entity_types"),
 )
 
 # ---------------------------------------------------------------------- judge
@@ -519,6 +525,7 @@ JUDGE = Operator(
     postprocess=_judge_post,
     prompt_vars=_judge_vars,
     json_schema=_judge_schema,
+    template_vars=("response", "response_a", "response_b", "rubric", "scale"),
 )
 
 # ---------------------------------------------------------------------- probe
@@ -568,4 +575,5 @@ PROBE = Operator(
     prompt_vars=_field_var,
     prepare=_label_prepare,
     logprobs=lambda opts: 1,
+    template_vars=("labels", "entity_types"),
 )
