@@ -475,10 +475,10 @@ def _judge_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
 
 def _judge_schema(opts: dict[str, Any]) -> dict[str, Any]:
     if (opts.get("mode") or "score") == "pairwise":
-        return {"type": "object", "properties": {"winner": {"type": "string", "enum": ["A", "B"]}, "reason": {"type": "string"}},
+        return {"type": "object", "properties": {"winner": {"type": "string", "enum": ["A", "B"]}, "reason": {"type": "string", "maxLength": 160}},
                 "required": ["winner", "reason"]}
     return {"type": "object", "properties": {"score": {"type": "integer", "minimum": 1, "maximum": int(opts.get("scale") or 10)},
-                                             "reason": {"type": "string"}}, "required": ["score", "reason"]}
+                                             "reason": {"type": "string", "maxLength": 160}}, "required": ["score", "reason"]}
 
 
 def _judge_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:

@@ -127,8 +127,6 @@ def _dedup_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowC
     mode = opts.get("mode") or "exact"
     thr = opts.get("threshold")
     pool_rows = ctx.nodes.get(opts.get("against") or "", [])
-    in_pool_ids = set()
-    # rows of the input that are themselves in the pool are not compared with themselves
     pool_texts = [str(r.get(f, "")) for r in pool_rows]
     keep: list[tuple[tuple[int, ...], dict[str, Any]]] = []
     if mode == "exact":
@@ -155,12 +153,10 @@ def _dedup_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowC
     if mode == "rouge":
         limit = float(thr if thr is not None else 0.7)
         pool_toks = [tokens(t) for t in pool_texts]
-        own = {tuple(t) for t in pool_toks}
         for i, r in enumerate(rows):
             t = str(r.get(f, ""))
             tk = tokens(t)
-            others = [p for p in pool_toks if tuple(p) != tuple(tk)] if tuple(tk) in own else pool_toks
-            score = max_rouge_l(t, others)
+            score = max_rouge_l(t, pool_toks)
             if score >= limit:
                 continue
             pool_toks.append(tk)
@@ -177,7 +173,6 @@ def _dedup_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowC
             continue
         vecs.append(v)
         keep.append(((i,), {"dup_score": float(best)}))
-    del in_pool_ids
     return keep
 
 
