@@ -306,7 +306,8 @@ class Runner:
             extras = st.op.prepare([d for _, d in parents], st.opts, self._context(st, parents))
         schema = st.op.json_schema(st.opts) if st.op.json_schema else None
         lp = st.op.wants_logprobs(st.opts)
-        tasks = [_Task(pid, pdata, k, row_id(st.fingerprint, (pid,), k), json_schema=schema, extra=ex)
+        tasks = [_Task(pid, pdata, k, row_id(st.fingerprint, (pid,), k), json_schema=ex.get("__schema__", schema),
+                       extra={x: v for x, v in ex.items() if x != "__schema__"})
                  for (pid, pdata), ex in zip(parents, extras, strict=True) for k in range(int(ex.get("__n__", n)))]
         self.progress.start_step(st.name, len(tasks))
         done = self.store.ok_rows([t.row_id for t in tasks])
@@ -396,7 +397,7 @@ class Runner:
             err: str | None = None
             if call.get("error"):
                 err = f"call failed: {call['error']}"
-            elif call.get("finish_reason") == "length":
+            elif call.get("finish_reason") == "length" and st.opts.get("on_truncation") != "keep":
                 err = "completion truncated at max_tokens (finish_reason=length)"
             elif call.get("finish_reason") == "content_filter":
                 err = "completion blocked by the content filter"
@@ -404,7 +405,8 @@ class Runner:
                 err = "empty completion"
             if err is None:
                 try:
-                    fields = st.op.post({**t.parent, **t.extra}, text, st.opts, call.get("logprobs"))
+                    truncated = {"__truncated__": True} if call.get("finish_reason") == "length" else {}
+                    fields = st.op.post({**t.parent, **t.extra, **truncated}, text, st.opts, call.get("logprobs"))
                 except RowFailure as exc:
                     err = str(exc)
             if err is not None:

@@ -100,6 +100,8 @@ LLM_OPTIONS = (
     Option("prompt", KIND_TEMPLATE, doc="the user prompt template (default: the operator's own)"),
     Option("system", KIND_TEMPLATE, doc="an optional system prompt template"),
     Option("n", KIND_INT, 1, doc="samples per input row; each sample is one call and one row"),
+    Option("on_truncation", KIND_CHOICE, "fail", choices=("fail", "keep"), post=True,
+           doc="a reply cut at max_tokens: fail the row (default) or keep it (the row gets __truncated__ for postprocess)"),
 ) + SAMPLING_OPTIONS
 
 
@@ -123,7 +125,7 @@ class Operator:
         prepare: ``(rows, opts, ctx) -> [extra template variables per row]`` for
             LLM operators that need the whole input (few-shot examples drawn
             from the pool, a budget split over seeds). The key ``__n__`` in a
-            row's dict overrides that row's sample count.
+            row's dict overrides that row's sample count; ``__schema__`` sets its JSON schema.
         json_schema: ``opts -> JSON schema | None``; the reply must follow it.
         logprobs: ``opts -> top-k | None``; ask the engine for token logprobs,
             handed to ``postprocess`` as its fourth argument when set.

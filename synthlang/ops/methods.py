@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from synthlang.errors import ConfigError
 from synthlang.ops.base import (
     KIND_BOOL,
     KIND_CHOICE,
@@ -71,7 +72,7 @@ def _load_labels(opts: dict[str, Any], ctx: RowContext) -> list[str]:
         try:
             labels = [str(x) for x in json.loads(p.read_text(encoding="utf-8"))]
         except (OSError, ValueError) as exc:
-            raise RowFailure(f"cannot read labels_file {p}: {exc}") from None
+            raise ConfigError(f"labels_file {opts['labels_file']}: cannot read a JSON list of labels from {p}: {exc}") from None
     return labels
 
 
@@ -376,13 +377,17 @@ STRATEGY = Operator(
 
 def _label_prepare(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowContext) -> list[dict[str, Any]]:
     labels = _load_labels(opts, ctx)
-    return [{"labels": labels, "entity_types": list(opts.get("entity_types") or ["entity"])} for _ in rows]
+    extra: dict[str, Any] = {"labels": labels, "entity_types": list(opts.get("entity_types") or ["entity"])}
+    if labels and (opts.get("mode") or "class") == "class" and opts.get("constrain", True):
+        # constrained decoding: the reply is one JSON string from the closed label set
+        extra["__schema__"] = {"enum": labels}
+    return [dict(extra) for _ in rows]
 
 
 def match_label(text: str, labels: Sequence[str]) -> str | None:
     """The label a reply names: exact (case/punctuation-insensitive), contained, or the closest by spelling (cutoff 0.6)."""
     norm = lambda s: re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")  # noqa: E731
-    reply = norm(text.strip().split("\n")[0])
+    reply = norm(text.strip().split("\n")[0].strip('"'))
     by_norm = {norm(lb): lb for lb in labels}
     if reply in by_norm:
         return by_norm[reply]
@@ -450,6 +455,10 @@ LABEL = Operator(
         Option("labels_file", KIND_STR, None, doc="a JSON list of labels, relative to the recipe (class mode)"),
         Option("entity_types", KIND_LIST, None, doc="allowed entity types (spans mode)"),
         Option("grounded", KIND_BOOL, True, doc="spans mode: drop entities whose text is not in the input", post=True),
+        Option("constrain", KIND_BOOL, True,
+               doc="class mode: constrain the reply to the label set (JSON-schema enum). llama.cpp reports logprobs of the "
+                   "unconstrained distribution, so confidence is then a lower bound; set false for models that follow "
+                   "instructions"),
     ),
     outputs=(OutputField("label", "str", "the label (class mode)"),
              OutputField("label_confidence", "float", "class: probability of the reply; spans: mean token probability"),
@@ -548,6 +557,8 @@ def _probe_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: 
         else:
             correct = ans is not None and str(ans).strip().lower() == str(gold).strip().lower()
         conf = mean_token_confidence(logprobs)
+    if row.get("__truncated__"):
+        correct = False          # the student did not finish: a failure, whatever it wrote so far
     return {"probe_answer": ans, "probe_correct": bool(correct), "probe_confidence": conf}
 
 
@@ -565,6 +576,10 @@ PROBE = Operator(
                doc="how the student's answer is extracted (ignored when labels are given)", post=True),
         Option("labels", KIND_LIST, None, doc="class mode: the closed label set"),
         Option("labels_file", KIND_STR, None, doc="class mode: a JSON list of labels, relative to the recipe"),
+        Option("constrain", KIND_BOOL, True,
+               doc="class mode: constrain the reply to the label set (JSON-schema enum). llama.cpp reports logprobs of the "
+                   "unconstrained distribution, so confidence is then a lower bound; set false for models that follow "
+                   "instructions"),
     ),
     outputs=(OutputField("probe_answer", "any", "the student's answer"),
              OutputField("probe_correct", "bool", "whether it matches gold"),

