@@ -122,3 +122,28 @@ def test_llkd_teacher_accuracy_in_sql(recipe_run):
         "min(CAST(data->>'label_confidence' AS DOUBLE)) FROM rows WHERE step = 'labelled' AND status = 'ok'").fetchone()
     assert n > 0 and 0.0 <= acc <= 1.0
     assert conf is not None and 0.0 < conf <= 1.0   # confidence from real token logprobs
+
+
+STRUCTURED = """
+model m = embedded(temperature=0.0, max_tokens=24)
+source msgs = csv("data/banking77/test.csv", limit=1) {
+  text: str
+  category: str
+}
+step spans = label(msgs, model=m, field=text, mode="spans", entity_types=["card", "money"], max_tokens=48)
+step rated = judge(msgs, model=m, field=text, response=category, rubric="does the label fit the message", on_truncation="keep")
+"""
+
+
+@pytest.mark.slow
+def test_structured_output_and_logprobs_on_the_embedded_engine(tmp_path):
+    shutil.copytree(RECIPES / "data", tmp_path / "data")
+    (tmp_path / "s.synth").write_text(STRUCTURED)
+    s = synthlang.run(synthlang.check_file(tmp_path / "s.synth"), db=tmp_path / "db.duckdb")
+    assert s.status == "finished"
+    con = duckdb.connect(str(tmp_path / "db.duckdb"), read_only=True)
+    calls = con.execute("SELECT step, response, json_schema FROM calls ORDER BY step").fetchall()
+    assert len(calls) == 2 and all(schema is not None for _, _, schema in calls)
+    assert all(resp.lstrip().startswith("{") for _, resp, _ in calls)     # grammar-constrained JSON
+    score = con.execute("SELECT CAST(data->>'score' AS DOUBLE) FROM rows WHERE step='rated' AND status='ok'").fetchone()
+    assert score is not None and 1 <= score[0] <= 10

@@ -49,7 +49,12 @@ def estimate(prog: Program) -> dict[str, Any]:
                         "fields": prog.node_fields(s.name)})
     steps = []
     total_calls = total_tokens = 0
-    for st in prog.steps:
+    # loop bodies are estimated for round 0 (they read the whole pool then); later rounds read only new rows
+    loop_of = {b.name: lp for lp in prog.loops for b in lp.steps}
+    ordered = list(prog.steps)
+    for lp in sorted(prog.loops, key=lambda lp: -lp.position):
+        ordered[lp.position:lp.position] = lp.steps
+    for st in ordered:
         n_in = rows.get(st.input, 0)
         n = int(st.opts.get("n") or 1) if st.op.uses_model else 1
         out_rows = n_in * n
@@ -65,6 +70,8 @@ def estimate(prog: Program) -> dict[str, Any]:
         total_tokens += tokens
         steps.append({
             "name": st.name, "operator": st.op.name, "input": st.input,
+            "loop": ({"name": loop_of[st.name].name, "rounds": loop_of[st.name].rounds, "estimate": "round 0"}
+                     if st.name in loop_of else None),
             "model": st.model.name if st.model else None, "engine": st.model.describe() if st.model else None,
             "n": n, "rows": out_rows, "calls": calls, "tokens": tokens,
             "fields_in": sorted(st.fields_in), "fields_added": [f for f in st.fields_out if f not in st.fields_in]
