@@ -4,11 +4,12 @@ Builds, from each gold answer of the GSM8K test split shipped in
 recipes/data/gsm8k/test.jsonl:
 
 * equivalent variants that verify must accept: ``1,000`` vs ``1000`` (golds of
-  4+ digits), ``1/2`` for ``0.5`` (fractional golds) and ``2g/2`` for integer
-  golds, ``$18``, ``18.0``, and a trailing sentence after the number;
+  4+ digits), a fraction for a decimal (for each odd gold g, gold g/2 = ``8.5``
+  against ``17/2``) and ``2g/2`` for integer golds, ``$18``, ``18.0``, and a trailing sentence after the number;
 * planted wrong answers that it must reject: a changed number, off by one
   (both ways), two digits swapped, and the right number in the wrong place
-  (the gold appears, but the stated final answer is another number).
+  (the gold appears, but the stated final answer is another number), and a wrong
+  fraction for a decimal gold.
 
 It runs the real operator (``synthlang.ops.core._verify_apply`` through the
 registry) and writes precision, recall and counts per variant kind to
@@ -74,6 +75,12 @@ def main() -> None:
         golds = golds[: args.limit]
     rows, kinds, expect = [], [], []
     for g in golds:
+        if float(g).is_integer() and int(g) % 2:
+            # a fractional gold: g/2 written as a decimal (8.5) must equal the fraction "17/2", not "18/2"
+            half = int(g) / 2
+            rows += [{"gold": half, "final_answer": f"{int(g)}/2"}, {"gold": half, "final_answer": f"{int(g) + 2}/2"}]
+            kinds += ["decimal_vs_fraction", "wrong_fraction"]
+            expect += [True, False]
         good, bad = variants(g)
         for kind, text in good:
             rows.append({"gold": g, "final_answer": text})

@@ -240,3 +240,17 @@ def test_report_per_class_on_banking77():
     assert not op.inherit
     op2, opts2 = _opts("report", by="category", metric=ast.Name("ok"), per_row=True)
     assert op2.inherit and len(op2.run_apply(rows, opts2, RowContext())) == 12
+
+
+def test_embedding_dedup_errors_clearly_without_the_extra():
+    pytest.importorskip("synthlang")
+    try:
+        import sentence_transformers  # noqa: F401
+        pytest.skip("the embeddings extra is installed")
+    except ImportError:
+        pass
+    from synthlang.errors import ConfigError
+
+    op, opts = _opts("dedup", mode="embedding", field="question")
+    with pytest.raises(ConfigError, match="synthlang\\[embeddings\\]"):
+        op.run_apply(_gsm(2), opts, RowContext())

