@@ -26,15 +26,15 @@ LABELS10 = "data/banking77/categories_first10.json"
 # Reasoning steps at a tiny max_tokens often stop at the limit, and such rows are stored as failed
 # (finish_reason=length); the short-output steps (rephrase, new questions, labels, probes) must succeed.
 CASES: dict[str, tuple[dict[str, str], list[str], list[str]]] = {
-    "answer_augmentation": ({"limit": "1", "samples": "2", "max_tokens": "64"}, ["answered"], []),
+    "answer_augmentation": ({"limit": "1", "samples": "2", "max_tokens": "48"}, ["answered"], []),
     "question_rephrase": ({"limit": "2", "samples": "1", "max_tokens": "48"}, ["rephrased", "answered"], ["rephrased"]),
-    "new_question": ({"limit": "3", "shots": "2", "votes": "2", "max_tokens": "48"}, ["written"], []),
+    "new_question": ({"limit": "2", "shots": "2", "votes": "2", "max_tokens": "40"}, ["written"], []),
     "strategy_auto": ({"limit": "3", "budget": "3", "max_tokens": "40"}, ["augmented"], []),
-    "revthink": ({"limit": "2", "max_tokens": "48"}, ["forward"], []),
-    "llm2llm": ({"limit": "2", "rounds": "2", "max_tokens": "40"}, ["probed"], ["probed", "wrong"]),
-    "self_instruct": ({"limit": "4", "shots": "2", "rounds": "2", "max_tokens": "40"}, ["written"], []),
-    "evol_instruct": ({"limit": "2", "rounds": "2", "max_tokens": "40"}, ["evolved"], []),
-    "tapir_curriculum": ({"limit": "2", "rounds": "2", "max_tokens": "32"}, ["attempted", "judged"], []),
+    "revthink": ({"limit": "1", "max_tokens": "40"}, ["forward"], []),
+    "llm2llm": ({"limit": "1", "rounds": "2", "max_tokens": "32"}, ["probed"], ["probed", "wrong"]),
+    "self_instruct": ({"limit": "3", "shots": "2", "rounds": "2", "max_tokens": "32"}, ["written"], []),
+    "evol_instruct": ({"limit": "1", "rounds": "2", "max_tokens": "32"}, ["evolved"], []),
+    "tapir_curriculum": ({"limit": "1", "rounds": "2", "max_tokens": "24"}, ["attempted", "judged"], []),
     "pgkd": ({"limit": "3", "rounds": "2", "max_tokens": "32", "labels": LABELS10}, ["probed", "final_probe"],
              ["probed", "by_class", "final_probe", "class_report"]),
     "llkd": ({"limit": "3", "labels": LABELS10}, ["labelled", "probed"], ["labelled"]),
