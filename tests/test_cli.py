@@ -52,3 +52,13 @@ def test_plan_json(tmp_path):
     plan = json.loads(r.stdout)
     assert [s["name"] for s in plan["steps"]] == ["rephrased", "answered", "verified"]
     assert plan["steps"][0]["calls"] == 20 and plan["steps"][2]["calls"] == 0
+
+
+def test_init_creates_a_recipe_that_checks(tmp_path):
+    r = synth("init", str(tmp_path / "proj"), "--name", "demo")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "proj" / "demo.synth").exists()
+    c = synth("check", str(tmp_path / "proj" / "demo.synth"))
+    assert c.returncode == 0, c.stderr
+    again = synth("init", str(tmp_path / "proj"), "--name", "demo")
+    assert again.returncode == 1 and "already exists" in again.stderr

@@ -29,6 +29,7 @@ def _verbs() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], 
         "query": ("synthlang.cli.query", lambda p: None, "run read-only SQL on the store"),
         "lineage": ("synthlang.cli.lineage", lambda p: None, "print a row's ancestry as a tree"),
         "export": ("synthlang.cli.export", lambda p: None, "export a step's rows as JSONL, HF dataset or Parquet"),
+        "init": ("synthlang.cli.init", lambda p: None, "start a project with a starter recipe"),
     }
 
 
