@@ -106,7 +106,7 @@ def _verify_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any]) -> list[
     """Gold mode: ``math-verify`` numeric and symbolic equivalence, with our own timeout per row."""
     from synthlang.ops.mathcheck import equivalent
 
-    out = []
+    out: list[tuple[tuple[int, ...], dict[str, Any]]] = []
     f, g = opts["field"], opts["gold"]
     timeout = float(opts.get("timeout") or 5.0)
     for i, row in enumerate(rows):

@@ -235,8 +235,8 @@ def _decontaminate_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], c
             grams |= ngrams(t, n)
         _EVAL_CACHE[key] = grams
     bad = _EVAL_CACHE[key]
-    thr = float(opts.get("threshold") if opts.get("threshold") is not None else 0.1)
-    out = []
+    thr = float(opts["threshold"]) if opts.get("threshold") is not None else 0.1
+    out: Out = []
     for i, r in enumerate(rows):
         g = ngrams(str(r.get(opts.get("field") or "question", "")), n)
         frac = len(g & bad) / len(g) if g else 0.0
@@ -320,8 +320,8 @@ def _report_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: Row
     for c, ix in groups.items():
         vals = [_eval(opts["metric"], rows[i], ctx) for i in ix]
         acc = sum(1 for v in vals if v is True or (isinstance(v, (int, float)) and v > 0)) / len(ix)
-        confs = [rows[i].get(opts["confidence"]) for i in ix] if opts.get("confidence") else []
-        confs = [float(x) for x in confs if isinstance(x, (int, float))]
+        raw = [rows[i].get(opts["confidence"]) for i in ix] if opts.get("confidence") else []
+        confs = [float(x) for x in raw if isinstance(x, (int, float))]
         stats[c] = {"class": c, "class_rows": len(ix), "class_accuracy": round(acc, 4),
                     "class_confidence": round(sum(confs) / len(confs), 4) if confs else None,
                     "class_weak": acc < float(opts.get("weak_below") or 0.5)}
@@ -395,7 +395,7 @@ def _majority_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: R
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, k in enumerate(keys):
         groups[str(k)].append(i)
-    out = []
+    out: Out = []
     for ix in groups.values():
         votes = Counter(normalize_answer(rows[i].get(f)) for i in ix if rows[i].get(f) is not None)
         top, cnt = (votes.most_common(1)[0] if votes else (None, 0))
