@@ -20,7 +20,9 @@ the prompt template's hash (columns of table `rows`). Outputs can be renamed pos
 
 Every LLM operator also takes: `model` (default: the first declared model), `prompt` (a template
 name or string; default: the operator's own under `synthlang/ops/templates/`), `system`, `n`
-(samples per row, default 1), `temperature`, `top_p`, `max_tokens`, `seed`. Prompts see every field
+(samples per row, default 1), `temperature`, `top_p`, `max_tokens`, `seed`, and `on_truncation`
+(`fail`, the default: a reply cut at `max_tokens` makes a failed row with that reason; `keep`: keep it —
+probes use this, since an unfinished student answer is simply wrong). Prompts see every field
 of the row, the recipe's params, `input` (the operator's `field`), `round` inside loops, and the
 extra variables listed per operator.
 
@@ -79,7 +81,7 @@ over the seeds: `B // N` calls each, one more for the first `B % N`.
 def table(op) -> str:
     lines = ["| option | kind | default | meaning |", "|---|---|---|---|"]
     for o in op.options.values():
-        if o.name in ("model", "prompt", "system", "n", "temperature", "top_p", "max_tokens", "seed") and op.uses_model:
+        if o.name in ("model", "prompt", "system", "n", "temperature", "top_p", "max_tokens", "seed", "on_truncation") and op.uses_model:
             continue
         d = o.default if o.default is not None else ""
         choices = f" ({' / '.join(map(str, o.choices))})" if o.choices else ""

@@ -35,7 +35,7 @@ CASES: dict[str, tuple[dict[str, str], list[str], list[str]]] = {
     "self_instruct": ({"limit": "3", "shots": "2", "rounds": "2", "max_tokens": "32"}, ["written"], []),
     "evol_instruct": ({"limit": "1", "rounds": "2", "max_tokens": "32"}, ["evolved"], []),
     "tapir_curriculum": ({"limit": "1", "rounds": "2", "max_tokens": "24"}, ["attempted", "judged"], []),
-    "pgkd": ({"limit": "3", "rounds": "2", "max_tokens": "32", "labels": LABELS10}, ["probed", "final_probe"],
+    "pgkd": ({"limit": "4", "offset": "38", "rounds": "2", "max_tokens": "64", "labels": LABELS10}, ["probed", "final_probe", "negatives"],
              ["probed", "by_class", "final_probe", "class_report"]),
     "llkd": ({"limit": "3", "labels": LABELS10}, ["labelled", "probed"], ["labelled"]),
 }
