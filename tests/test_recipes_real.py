@@ -23,21 +23,22 @@ RECIPES = REPO / "recipes"
 LABELS10 = "data/banking77/categories_first10.json"
 
 # recipe -> (params, steps that must have made rows, steps that must have made ok rows).
-# Reasoning steps at a tiny max_tokens often stop at the limit, and such rows are stored as failed
-# (finish_reason=length); the short-output steps (rephrase, new questions, labels, probes) must succeed.
+# At a tiny max_tokens most replies stop at the limit; the recipes' on_truncation param keeps such rows
+# (default "fail" stores them as failed with finish_reason=length) so every step of the graph runs.
 CASES: dict[str, tuple[dict[str, str], list[str], list[str]]] = {
-    "answer_augmentation": ({"limit": "1", "samples": "2", "max_tokens": "48"}, ["answered"], []),
-    "question_rephrase": ({"limit": "2", "samples": "1", "max_tokens": "48"}, ["rephrased", "answered"], ["rephrased"]),
-    "new_question": ({"limit": "2", "shots": "2", "votes": "2", "max_tokens": "40"}, ["written"], []),
-    "strategy_auto": ({"limit": "3", "budget": "3", "max_tokens": "40"}, ["augmented"], []),
-    "revthink": ({"limit": "1", "max_tokens": "40"}, ["forward"], []),
-    "llm2llm": ({"limit": "1", "rounds": "2", "max_tokens": "32"}, ["probed"], ["probed", "wrong"]),
-    "self_instruct": ({"limit": "3", "shots": "2", "rounds": "2", "max_tokens": "32"}, ["written"], []),
-    "evol_instruct": ({"limit": "1", "rounds": "2", "max_tokens": "32"}, ["evolved"], []),
-    "tapir_curriculum": ({"limit": "1", "rounds": "2", "max_tokens": "24"}, ["attempted", "judged"], []),
-    "pgkd": ({"limit": "4", "offset": "38", "rounds": "2", "max_tokens": "64", "labels": LABELS10}, ["probed", "final_probe", "negatives"],
+    "answer_augmentation": ({"on_truncation": "keep", "limit": "1", "samples": "2", "max_tokens": "48"}, ["answered", "checked"], ["answered", "checked"]),
+    "question_rephrase": ({"on_truncation": "keep", "limit": "2", "samples": "1", "max_tokens": "48"}, ["rephrased", "answered", "checked"], ["rephrased", "answered"]),
+    "new_question": ({"on_truncation": "keep", "limit": "2", "shots": "2", "votes": "2", "max_tokens": "40"}, ["written"], []),
+    "strategy_auto": ({"on_truncation": "keep", "limit": "1", "budget": "3", "max_tokens": "40"}, ["augmented"], ["augmented"]),
+    "revthink": ({"on_truncation": "keep", "limit": "1", "max_tokens": "40"}, ["forward", "backward", "backward_solved", "consistent"],
+                 ["forward", "forward_checked"]),
+    "llm2llm": ({"on_truncation": "keep", "limit": "1", "rounds": "2", "max_tokens": "32"}, ["probed", "written"], ["probed", "wrong"]),
+    "self_instruct": ({"on_truncation": "keep", "limit": "3", "shots": "2", "rounds": "2", "max_tokens": "32"}, ["written"], ["written"]),
+    "evol_instruct": ({"on_truncation": "keep", "limit": "1", "rounds": "2", "max_tokens": "32"}, ["evolved"], ["prompts"]),
+    "tapir_curriculum": ({"on_truncation": "keep", "limit": "1", "rounds": "2", "max_tokens": "24"}, ["attempted", "judged"], ["attempted"]),
+    "pgkd": ({"on_truncation": "keep", "limit": "4", "offset": "38", "rounds": "2", "max_tokens": "64", "labels": LABELS10}, ["probed", "final_probe", "negatives"],
              ["probed", "by_class", "final_probe", "class_report"]),
-    "llkd": ({"limit": "3", "labels": LABELS10}, ["labelled", "probed"], ["labelled"]),
+    "llkd": ({"on_truncation": "keep", "limit": "3", "labels": LABELS10}, ["labelled", "probed"], ["labelled"]),
 }
 
 ANCESTRY = """
