@@ -11,6 +11,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from synthlang.api import check_file, parse, parse_file, run  # noqa: E402
+from synthlang.api import check_file, parse, parse_file, plan, run  # noqa: E402
 
-__all__ = ["__version__", "check_file", "parse", "parse_file", "run"]
+__all__ = ["__version__", "check_file", "parse", "parse_file", "plan", "run"]

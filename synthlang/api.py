@@ -10,12 +10,15 @@ from synthlang.plan.program import ModelSpec, Program
 from synthlang.syntax import parse, parse_file
 
 
-def check_file(path: str | Path, params: dict[str, str] | None = None) -> Program:
+def check_file(path: str | Path, params: dict[str, str] | None = None, models: list[str] | None = None,
+               allow_outside: bool = False) -> Program:
     """Parse and check a recipe file.
 
     Args:
         path: the ``.synth`` file.
         params: ``--param`` overrides (strings, converted to each param's type).
+        models: ``--model`` overrides, each ``NAME=ENGINE(...)``; each replaces the recipe's model NAME.
+        allow_outside: let source, template and export paths leave the project directory.
 
     Raises:
         SynthSyntaxError: the first syntax error.
@@ -24,12 +27,64 @@ def check_file(path: str | Path, params: dict[str, str] | None = None) -> Progra
     """
     from synthlang.check import check
 
-    return check(parse_file(path), params)
+    recipe = parse_file(path)
+    if models:
+        recipe = override_models(recipe, models)
+    return check(recipe, params, Path(path).resolve().parent, allow_outside=allow_outside)
+
+
+def override_models(recipe: Any, models: list[str]) -> Any:
+    """Replace model declarations of a parsed recipe with ``NAME=ENGINE(...)`` texts (``synth run --model``).
+
+    Raises:
+        SynthSyntaxError: a text that is not ``NAME=ENGINE(...)``.
+        ConfigError: a NAME the recipe does not declare.
+    """
+    from dataclasses import replace
+
+    from synthlang import ast
+    from synthlang.errors import ConfigError
+    from synthlang.syntax import parse_model_decl
+
+    decls = list(recipe.decls)
+    names = {d.name: i for i, d in enumerate(decls) if isinstance(d, ast.Model)}
+    for text in models:
+        new = parse_model_decl(text)
+        if new.name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(new.name, sorted(names), n=1)
+            raise ConfigError(f"--model {text}: the recipe declares no model '{new.name}'"
+                              + (f"; did you mean '{close[0]}'?" if close else f"; models: {', '.join(names) or 'none'}"))
+        old = decls[names[new.name]]
+        decls[names[new.name]] = replace(new, doc=old.doc, span=old.span)
+    return replace(recipe, decls=tuple(decls))
+
+
+def plan(program: Program) -> dict[str, Any]:
+    """The plan of a checked program as a JSON-able dict (see :func:`synthlang.plan.estimate.estimate`).
+
+    Sources are read (at most ``limit`` rows) to count rows; ``sql`` sources
+    count on their database when it exists, else their rows are ``None``.
+    """
+    from synthlang.execute.sources import source_stats
+    from synthlang.plan.estimate import estimate
+
+    return estimate(program, source_stats)
 
 
 def run(program: Program, db: str | Path | None = None, progress: Any = None,
-        engine_factory: Callable[[ModelSpec], Any] | None = None, argv: list[str] | None = None) -> Any:
+        engine_factory: Callable[[ModelSpec], Any] | None = None, argv: list[str] | None = None,
+        budget: Any = None, retry_failed: bool = False) -> Any:
     """Run a checked program, writing everything to the DuckDB file ``db``.
+
+    Args:
+        budget: a :class:`synthlang.execute.budget.Budget` (default: the recipe's ``budget``).
+        retry_failed: re-issue the calls of rows stored as failed.
+
+    Raises:
+        BudgetExceeded: the budget stopped the run (its state is saved).
+        KeyboardInterrupt: SIGINT/SIGTERM stopped the run (its state is saved).
 
     Returns:
         A :class:`synthlang.execute.runner.RunSummary`.
@@ -38,7 +93,7 @@ def run(program: Program, db: str | Path | None = None, progress: Any = None,
     from synthlang.store import DEFAULT_DB, Store
 
     with Store(db or DEFAULT_DB) as store:
-        return run_program(program, store, progress, engine_factory, argv)
+        return run_program(program, store, progress, engine_factory, argv, budget, retry_failed)
 
 
-__all__ = ["check_file", "parse", "parse_file", "run"]
+__all__ = ["check_file", "parse", "parse_file", "plan", "run"]

@@ -67,9 +67,10 @@ def _source_line(path: str, line: int) -> str | None:
         except OSError:
             return None
         _SOURCES[path] = text
-    lines = text.splitlines()
+    lines = text.split("\n")
     if 1 <= line <= len(lines):
-        return lines[line - 1]
+        # control characters (binary junk) would garble the terminal; one '?' each keeps the caret aligned
+        return "".join(" " if ch == "\t" else ch if ch.isprintable() else "?" for ch in lines[line - 1].rstrip("\r"))
     return None
 
 

@@ -112,31 +112,33 @@ class Function:
     arity: tuple[int, int]
     returns: str
     doc: str
+    args: tuple[str, ...] = ()
+    """Expected argument types (``str``, ``number``, ``list``, ``text``= str or list, ``any``); the last repeats."""
 
 
 FUNCTIONS: dict[str, Function] = {
-    "final_number": Function(final_number, (1, 1), "number", "final numeric answer of a text (after ####, \\boxed{}, 'answer is', or the last number); null if none"),
-    "number": Function(_num_or_none, (1, 1), "number", "parse the first number in a text ('1,000', '$18', '1/2'); null if none"),
-    "lower": Function(lambda x: str(x).lower(), (1, 1), "str", "lower-case text"),
-    "upper": Function(lambda x: str(x).upper(), (1, 1), "str", "upper-case text"),
-    "strip": Function(lambda x: str(x).strip(), (1, 1), "str", "text without surrounding whitespace"),
-    "len": Function(_len, (1, 1), "int", "length of a text or list"),
-    "word_count": Function(_word_count, (1, 1), "int", "number of whitespace-separated words"),
-    "contains": Function(_contains, (2, 2), "bool", "whether a text contains a substring"),
-    "startswith": Function(lambda x, p: str(x).startswith(str(p)), (2, 2), "bool", "whether a text starts with a prefix"),
-    "endswith": Function(lambda x, p: str(x).endswith(str(p)), (2, 2), "bool", "whether a text ends with a suffix"),
-    "replace": Function(lambda x, a, b: str(x).replace(str(a), str(b)), (3, 3), "str", "replace every occurrence of a substring"),
-    "split": Function(lambda x, sep=None: str(x).split(sep), (1, 2), "list", "split a text into a list"),
-    "join": Function(lambda xs, sep="": str(sep).join(str(x) for x in xs), (1, 2), "str", "join a list into a text"),
-    "str": Function(lambda x: "" if x is None else str(x), (1, 1), "str", "convert to text"),
-    "int": Function(lambda x: int(float(x)), (1, 1), "int", "convert to an integer (truncates)"),
-    "float": Function(lambda x: float(x), (1, 1), "float", "convert to a float"),
-    "round": Function(lambda x, nd=0: round(x, int(nd)), (1, 2), "number", "round to n decimals"),
-    "abs": Function(abs, (1, 1), "number", "absolute value"),
-    "min": Function(lambda *xs: min(xs), (1, 16), "any", "smallest argument"),
-    "max": Function(lambda *xs: max(xs), (1, 16), "any", "largest argument"),
-    "coalesce": Function(lambda *xs: next((x for x in xs if x is not None), None), (1, 16), "any", "first argument that is not null"),
-    "is_null": Function(lambda x: x is None, (1, 1), "bool", "whether a value is null"),
+    "final_number": Function(final_number, (1, 1), "number", "final numeric answer of a text (after ####, \\boxed{}, 'answer is', or the last number); null if none", ('str',)),
+    "number": Function(_num_or_none, (1, 1), "number", "parse the first number in a text ('1,000', '$18', '1/2'); null if none", ('any',)),
+    "lower": Function(lambda x: str(x).lower(), (1, 1), "str", "lower-case text", ('str',)),
+    "upper": Function(lambda x: str(x).upper(), (1, 1), "str", "upper-case text", ('str',)),
+    "strip": Function(lambda x: str(x).strip(), (1, 1), "str", "text without surrounding whitespace", ('str',)),
+    "len": Function(_len, (1, 1), "int", "length of a text or list", ('text',)),
+    "word_count": Function(_word_count, (1, 1), "int", "number of whitespace-separated words", ('str',)),
+    "contains": Function(_contains, (2, 2), "bool", "whether a text contains a substring", ('str', 'str')),
+    "startswith": Function(lambda x, p: str(x).startswith(str(p)), (2, 2), "bool", "whether a text starts with a prefix", ('str', 'str')),
+    "endswith": Function(lambda x, p: str(x).endswith(str(p)), (2, 2), "bool", "whether a text ends with a suffix", ('str', 'str')),
+    "replace": Function(lambda x, a, b: str(x).replace(str(a), str(b)), (3, 3), "str", "replace every occurrence of a substring", ('str', 'str', 'str')),
+    "split": Function(lambda x, sep=None: str(x).split(sep), (1, 2), "list", "split a text into a list", ('str', 'str')),
+    "join": Function(lambda xs, sep="": str(sep).join(str(x) for x in xs), (1, 2), "str", "join a list into a text", ('list', 'str')),
+    "str": Function(lambda x: "" if x is None else str(x), (1, 1), "str", "convert to text", ('any',)),
+    "int": Function(lambda x: int(float(x)), (1, 1), "int", "convert to an integer (truncates)", ('any',)),
+    "float": Function(lambda x: float(x), (1, 1), "float", "convert to a float", ('any',)),
+    "round": Function(lambda x, nd=0: round(x, int(nd)), (1, 2), "number", "round to n decimals", ('number', 'int')),
+    "abs": Function(abs, (1, 1), "number", "absolute value", ('number',)),
+    "min": Function(lambda *xs: min(xs), (1, 16), "any", "smallest argument", ('any',)),
+    "max": Function(lambda *xs: max(xs), (1, 16), "any", "largest argument", ('any',)),
+    "coalesce": Function(lambda *xs: next((x for x in xs if x is not None), None), (1, 16), "any", "first argument that is not null", ('any',)),
+    "is_null": Function(lambda x: x is None, (1, 1), "bool", "whether a value is null", ('any',)),
 }
 
 
@@ -224,8 +226,17 @@ def infer_type(e: ast.Expr, env: dict[str, str]) -> tuple[str, list[CheckError]]
             return ot
         if isinstance(x, ast.Call):
             fn = FUNCTIONS.get(x.func)
-            for a in x.args:
-                t(a.value)
+            for k, a in enumerate(x.args):
+                at = t(a.value)
+                if fn is None or not fn.args:
+                    continue
+                want = fn.args[min(k, len(fn.args) - 1)]
+                ok = compat(at, "str") or compat(at, "list") if want == "text" else True if want == "any" else compat(at, want)
+                if not ok:
+                    errs.append(CheckError(
+                        f"{x.func}() argument {k + 1} must be {'str or list' if want == 'text' else want}, not {at}", a.span,
+                        code="type-mismatch", function=x.func, expected=want, found=at,
+                        hint="convert it first, e.g. str(x) or number(x)"))
             return fn.returns if fn else "any"
         if isinstance(x, ast.Binary):
             lt, rt = t(x.left), t(x.right)
@@ -240,11 +251,16 @@ def infer_type(e: ast.Expr, env: dict[str, str]) -> tuple[str, list[CheckError]]
                     errs.append(CheckError(f"cannot compare {lt} with {rt} using '{x.op}'", x.span, code="type-mismatch", left=lt, right=rt,
                                            hint="convert one side, e.g. number(x) or str(x)"))
                 return "bool"
-            if x.op == "+" and lt == "str" and rt == "str":
+            if x.op == "+" and compat(lt, "str") and compat(rt, "str") and "str" in (lt, rt):
                 return "str"
+            if x.op == "+" and "str" in (lt, rt):
+                errs.append(CheckError(f"cannot mix {lt} and {rt} in '+'", x.span, code="type-mismatch", left=lt, right=rt,
+                                       hint="'+' joins two texts or adds two numbers; convert with str(x) or number(x)"))
+                return "any"
             for side, ty in ((x.left, lt), (x.right, rt)):
                 if not compat(ty, "number"):
-                    errs.append(CheckError(f"'{x.op}' needs numbers, but this is {ty}", side.span, code="type-mismatch", expected="number", found=ty))
+                    errs.append(CheckError(f"'{x.op}' needs numbers, but this is {ty}", side.span, code="type-mismatch", expected="number",
+                                           found=ty, hint="convert with number(x), int(x) or float(x)"))
             if lt == "int" and rt == "int" and x.op != "/":
                 return "int"
             return "number"

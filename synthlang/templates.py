@@ -62,8 +62,13 @@ def variables(text: str, name: str = "<template>") -> set[str]:
     Raises:
         TemplateError: on a syntax error.
     """
+    return set(_variables(text, name))
+
+
+@lru_cache(maxsize=1024)
+def _variables(text: str, name: str) -> frozenset[str]:
     try:
-        return set(meta.find_undeclared_variables(_env().parse(text)))
+        return frozenset(meta.find_undeclared_variables(_env().parse(text)))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template '{name}' line {exc.lineno}: {exc.message}", name, exc.lineno) from None
 

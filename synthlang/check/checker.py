@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlang import ast
-from synthlang.engines import ENGINE_KINDS
+from synthlang.engines import ENGINE_KINDS, ENGINE_OPTIONS
 from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
 from synthlang.expr import FUNCTIONS, evaluate, free_names, infer_type
@@ -35,10 +35,20 @@ from synthlang.plan.keys import digest
 from synthlang.plan.program import ExportSpec, ModelSpec, Program, SourceSpec, StepSpec
 from synthlang.templates import TemplateError, variables
 
+from . import imports  # `use` declarations (relative: keeps this import block merge-friendly)
+
 TYPES = ("str", "int", "float", "bool", "json", "list", "any", "number")
-SOURCE_LOADERS = ("jsonl", "csv")
+SOURCE_LOADERS = ("jsonl", "csv", "parquet", "hf", "sql")
+SOURCE_OPTIONS = ("limit", "offset", "id", "max_field_bytes")
+SOURCE_LOADER_OPTIONS = {"hf": ("split",), "sql": ("db",)}
 EXPORT_FORMATS = ("jsonl", "hf", "parquet")
+EXPORT_OPTIONS = ("fields", "row_id")
 MODEL_KEY_OPTIONS = ("revision",)
+
+
+def _hint(*parts: str | None) -> str | None:
+    text = " ".join(p for p in parts if p)
+    return text or None
 
 
 def did_you_mean(name: str, candidates: list[str] | set[str]) -> str | None:
@@ -67,13 +77,31 @@ def parse_param_value(text: str, type_name: str) -> Any:
     return text
 
 
+def project_root(recipe_dir: Path) -> Path:
+    """The project directory a recipe's paths must stay in: the nearest folder from the recipe's
+    own upwards that holds ``.git``; without one, the recipe's folder itself."""
+    d = recipe_dir.resolve()
+    for cand in (d, *d.parents):
+        if (cand / ".git").exists():
+            return cand
+    return d
+
+
 class _Checker:
-    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path) -> None:
+    def __init__(self, recipe: ast.Recipe, param_overrides: dict[str, str], base_dir: Path,
+                 allow_outside: bool = False) -> None:
         self.recipe = recipe
+        self.allow_outside = allow_outside
+        self.root = project_root(base_dir)
         self.path = recipe.path
         self.overrides = dict(param_overrides)
         self.base_dir = base_dir
         self.errors: list[SourceError] = []
+        # imports (see imports.py): the chain of recipes being checked, for cycles; checked imports by alias
+        self.stack: tuple[Path, ...] = (Path(recipe.path).resolve(),)
+        self.imports: dict[str, _Checker] = {}
+        self.bad_imports: set[str] = set()
+        self.imported_steps: dict[str, StepSpec] = {}
         self.params: dict[str, Any] = {}
         self.param_types: dict[str, str] = {}
         self.models: dict[str, ModelSpec] = {}
@@ -93,6 +121,7 @@ class _Checker:
     def run(self) -> Program:
         decls = self.recipe.decls
         self._check_duplicates(decls)
+        imports.load_imports(self, decls)
         for d in decls:
             if isinstance(d, ast.Param):
                 self._param(d)
@@ -111,7 +140,7 @@ class _Checker:
         for d in decls:
             if isinstance(d, ast.Source):
                 self._source(d)
-        for d in decls:
+        for d in (x for x in decls if not isinstance(x, ast.Use)):  # imports: imports.load_imports
             if isinstance(d, ast.Step):
                 self.step_decls[d.name] = d
             elif isinstance(d, ast.Use):
@@ -148,7 +177,7 @@ class _Checker:
                         budget[a.name] = self._const(a.value, "float" if a.name == "usd" else "int")
         if self.errors:
             raise Diagnostics(self.errors)
-        steps = [self.steps[n] for n in order]
+        steps = list(self.imported_steps.values()) + [self.steps[n] for n in order]
         header = self.recipe.header
         prog = Program(
             recipe=self.recipe, name=self.recipe.name, description=header.description if header else None,
@@ -210,10 +239,16 @@ class _Checker:
             try:
                 self.params[d.name] = parse_param_value(raw, t)
             except ValueError:
-                raise ConfigError(f"--param {d.name}={raw}: expected a value of type {t}") from None
+                self.err(f"--param {d.name}={raw}: expected a value of type {t}", d.span,
+                         hint=f"param {d.name} is declared as {t} here", code="param-type", name=d.name, expected=t, value=raw)
+                self.params[d.name] = None  # known but broken: no cascade of unknown-name errors
             return
         if d.default is None:
-            raise ConfigError(f"param '{d.name}' has no default: pass --param {d.name}=VALUE")
+            self.err(f"param '{d.name}' has no default and no --param {d.name}=VALUE was given", d.span,
+                     hint=f"pass --param {d.name}=VALUE or give a default: param {d.name}: {t} = ...",
+                     code="missing-param", name=d.name)
+            self.params[d.name] = None
+            return
         v = self._const(d.default, t)
         if t == "float" and isinstance(v, int):
             v = float(v)
@@ -242,7 +277,7 @@ class _Checker:
                 sampling[name] = v
             elif name in MODEL_KEY_OPTIONS:
                 key_opts[name] = v
-            else:
+            elif self._engine_option(call.func, name, v, arg):
                 opts[name] = v
         try:
             sp = SamplingParams(**sampling)
@@ -251,10 +286,41 @@ class _Checker:
             sp = SamplingParams()
         self.models[d.name] = ModelSpec(d.name, call.func, model_id, sp, opts, key_opts, d.span)
 
+    def _confined(self, p: Path, rel: str, span: Span, what: str) -> bool:
+        """False (and an error) when ``p`` (symlinks resolved) leaves the project directory."""
+        if self.allow_outside or p.is_relative_to(self.root):
+            return True
+        self.err(f"{what} path '{rel}' leads outside the project directory {self.root}", span,
+                 hint="recipes may only read and write inside their project (the git repository holding the recipe, "
+                      "or its folder); pass --allow-outside if you trust this recipe",
+                 code="outside-project", path=rel, root=str(self.root))
+        return False
+
+    def _engine_option(self, engine: str, name: str, value: Any, arg: Any) -> bool:
+        """Check one engine option against :data:`synthlang.engines.ENGINE_OPTIONS`; report and drop a bad one."""
+        table = ENGINE_OPTIONS.get(engine, {})
+        if name not in table:
+            valid = [*table, *SAMPLING_KEYS, *MODEL_KEY_OPTIONS]
+            self.err(f"engine '{engine}' has no option '{name}'", arg.span,
+                     hint=did_you_mean(name, valid) or f"options of {engine}: {', '.join(table) or 'none'} and sampling params",
+                     code="unknown-option", name=name, engine=engine, valid=sorted(valid))
+            return False
+        types = table[name]
+        if value is not None and not (isinstance(value, types) and not (isinstance(value, bool) and bool not in types)):
+            self.err(f"option '{name}' of engine '{engine}' must be {' or '.join(t.__name__ for t in types)}, "
+                     f"not {type(value).__name__}", arg.span, code="bad-option", name=name, engine=engine)
+            return False
+        return True
+
     def _resolve_path(self, rel: str, span: Span, what: str) -> Path | None:
+        if imports.resolve(self.base_dir, rel) is None:  # a NUL byte, a name too long: no file can have it
+            self.err(f"{what} path is not a usable file name: {rel!r}", span, code="missing-file", path=rel)
+            return None
         p = (self.base_dir / rel).resolve()
+        if not self._confined(p, rel, span, what):
+            return None
         if not p.exists():
-            self.err(f"{what} file not found: {rel}", span, hint=f"paths are relative to the recipe's folder ({self.base_dir})",
+            self.err(f"{what} file not found: {rel}", span, hint=f"paths are relative to the recipe's folder ({imports.shown(self.base_dir) or '.'})",
                      code="missing-file", path=rel)
             return None
         return p
@@ -287,18 +353,58 @@ class _Checker:
                      code="unknown-loader", name=call.func, valid=list(SOURCE_LOADERS))
             return
         pos = call.positional
-        if not pos:
-            self.err(f"source '{d.name}' needs a file path", call.span, code="missing-argument")
-            return
-        rel = self._const(pos[0], "str")
-        path = self._resolve_path(rel, pos[0].span, "source") if isinstance(rel, str) else None
+        what = "an SQL query" if call.func == "sql" else "a folder path" if call.func == "hf" else "a file path"
+        if len(pos) != 1:
+            self.err(f"{call.func}() takes one positional argument ({what}), got {len(pos)}", call.span,
+                     hint=f'e.g. source {d.name} = {call.func}("{"SELECT ..." if call.func == "sql" else "data/x"}")',
+                     code="missing-argument" if not pos else "positional-option", loader=call.func)
+            if not pos:
+                return
+        first = self._const(pos[0], "str")
         args: dict[str, Any] = {}
+        path: Path | None = None
+        if call.func == "sql":
+            args["query"] = first
+        elif isinstance(first, str):
+            path = self._resolve_path(first, pos[0].span, "source")
+        valid = SOURCE_OPTIONS + SOURCE_LOADER_OPTIONS.get(call.func, ())
+        declared = {f.name for f in d.fields}
         for name, arg in call.kw().items():
-            if name not in ("limit", "offset"):
-                self.err(f"unknown option '{name}' for {call.func}()", arg.span, hint="options: limit, offset",
-                         code="unknown-option", name=name, valid=["limit", "offset"])
+            if name not in valid:
+                self.err(f"unknown option '{name}' for {call.func}()", arg.span,
+                         hint=_hint(did_you_mean(name, list(valid)), f"options: {', '.join(valid)}"),
+                         code="unknown-option", name=name, operator=call.func, valid=list(valid))
                 continue
-            args[name] = self._const(arg.value, "int")
+            if name == "id":
+                v = arg.value
+                fid = v.id if isinstance(v, ast.Name) else v.value if isinstance(v, ast.Literal) and isinstance(v.value, str) else None
+                if fid is None or fid not in declared:
+                    self.err(f"id= must name a field of source '{d.name}'", v.span,
+                             hint=did_you_mean(str(fid), declared) or f"fields: {', '.join(sorted(declared)) or '(none declared)'}",
+                             code="unknown-field", name=fid, available=sorted(declared))
+                    continue
+                args[name] = fid
+            elif name in ("split", "db"):
+                v = self._const(arg.value, "str")
+                if name == "db" and isinstance(v, str):
+                    db = imports.resolve(self.base_dir, v)
+                    if db is None:
+                        self.err(f"db= is not a usable file name: {v!r}", arg.value.span, code="bad-value", name=name)
+                        continue
+                    confined = getattr(self, "_confined", None)  # path confinement, where the checker has it
+                    if confined is not None and not confined(db, v, arg.value.span, "database"):
+                        continue
+                    v = str(db)
+                args[name] = v
+            else:
+                v = self._const(arg.value, "int")
+                if isinstance(v, int) and v < 0:
+                    self.err(f"{name}= must be 0 or more, not {v}", arg.value.span, code="bad-value", name=name)
+                args[name] = v
+        if not d.fields:
+            self.err(f"source '{d.name}' declares no fields", d.span,
+                     hint=f"add a schema: source {d.name} = {call.func}(...) {{ question: str }}",
+                     code="missing-schema", name=d.name)
         fields: dict[str, str] = {}
         derived: list[tuple[str, ast.Expr]] = []
         env: dict[str, str] = {}
@@ -346,9 +452,7 @@ class _Checker:
         if not pos:
             return None, d.op.span
         first = pos[0]
-        if isinstance(first, ast.Name):
-            return first.id, first.span
-        return None, first.span
+        return imports.qualified(first), first.span
 
     def _order_steps(self) -> list[str]:
         deps: dict[str, str | None] = {}
@@ -364,12 +468,15 @@ class _Checker:
                 continue
             if inp not in self.step_decls and inp not in self.sources:
                 known = list(self.step_decls) + list(self.sources)
+                if "." in inp:  # alias.name of an import
+                    imports.pull(self, inp, span)
+                    deps[name] = None
+                    continue
                 self.err(f"unknown source or step '{inp}'", span, hint=did_you_mean(inp, known),
                          code="unknown-name", name=inp, kind="input")
                 deps[name] = None
                 continue
             deps[name] = inp if inp in self.step_decls else None
-        order: list[str] = []
         state: dict[str, int] = {}
         for start in self.step_decls:
             path: list[str] = []
@@ -384,23 +491,21 @@ class _Checker:
                          hint="a step cannot read its own output; use a loop for rounds", code="dependency-cycle", cycle=cyc)
             for n in reversed(path):
                 state[n] = 2
-            order.extend(reversed([n for n in path if n not in order]))
         # parents before children: walk each chain from the root
         ordered: list[str] = []
         placed: set[str] = set()
 
-        def place(n: str, seen: set[str]) -> None:
-            if n in placed or n in seen:
-                return
-            seen.add(n)
-            p = deps.get(n)
-            if p is not None:
-                place(p, seen)
-            placed.add(n)
-            ordered.append(n)
-
-        for n in self.step_decls:
-            place(n, set())
+        for n in self.step_decls:  # iterative: a chain of thousands of steps must not hit the recursion limit
+            chain: list[str] = []
+            seen: set[str] = set()
+            node = n
+            while node is not None and node not in placed and node not in seen:
+                seen.add(node)
+                chain.append(node)
+                node = deps.get(node)
+            for c in reversed(chain):
+                placed.add(c)
+                ordered.append(c)
         return ordered
 
     def _step(self, d: ast.Step) -> None:
@@ -413,7 +518,7 @@ class _Checker:
             return
         if inp is None or inp not in self.fields:
             return
-        fields_in = dict(self.fields[inp])
+        fields_in = self.fields[inp]  # shared, never mutated: copying it per step is quadratic in a long chain
         opts: dict[str, Any] = {}
         for a in d.op.args[1:]:
             if a.name is None:
@@ -425,7 +530,7 @@ class _Checker:
             spec = op.options.get(name)
             if spec is None:
                 self.err(f"unknown option '{name}' for operator '{op.name}'", arg.span,
-                         hint=(did_you_mean(name, list(op.options)) or "") + f" valid options: {', '.join(op.options)}",
+                         hint=_hint(did_you_mean(name, list(op.options)), f"valid options: {', '.join(op.options)}"),
                          code="unknown-option", name=name, operator=op.name, valid=list(op.options))
                 continue
             opts[name] = self._option(spec, arg, fields_in)
@@ -444,7 +549,7 @@ class _Checker:
                 opts["model"] = mname
             model = self.models.get(mname)
             if opts.get("prompt") is None:
-                opts["prompt"] = op.default_prompt_text()
+                opts["prompt"] = _default_prompt(op)
             # template variables must exist at this point of the graph
             avail = set(fields_in) | {"input"} | set(self.params) | set(op.template_vars)
             for key in ("prompt", "system"):
@@ -480,13 +585,13 @@ class _Checker:
             if new in fields_out and not (o is not None and o.replace):
                 span = o.span if o is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
-                         hint=f"rename it (-> {orig}_new) or write '-> replace {new}' to overwrite on purpose",
+                         hint=f"rename it (-> {new}_2) or write '-> replace {new}' to overwrite on purpose",
                          code="shadowed-field", name=new, step=d.name)
             fields_out[new] = (str(o.type) if o is not None and o.type is not None else out_types[orig])
         fp = digest({
             "op": op.name, "input": self.fps.get(inp, inp),
             "opts": {k: (v if not isinstance(v, ast.Expr.__args__) else repr(v)) for k, v in opts.items() if k != "model"},  # type: ignore[attr-defined]
-            "model": _model_key(model), "rename": rename,
+            "model": self._model_key(model), "rename": rename,
         })
         self.steps[d.name] = StepSpec(d.name, op, inp, opts, rename, fields_in, fields_out, fp, model, d.span)
         self.fields[d.name] = fields_out
@@ -498,16 +603,25 @@ class _Checker:
         if kind == KIND_MODEL:
             if isinstance(v, ast.Name) and v.id in self.models:
                 return v.id
+            q = imports.qualified(v)
+            if q is not None and "." in q:
+                return q if imports.find(self, "model", q, v.span) is not None else None
             name = v.id if isinstance(v, ast.Name) else None
             self.err(f"unknown model '{name or v}'", v.span,
                      hint=did_you_mean(name or "", list(self.models)) or f"declared models: {', '.join(self.models)}",
                      code="unknown-name", name=name, kind="model")
             return None
         if kind == KIND_TEMPLATE:
+            q = imports.qualified(v)
+            if q is not None and "." in q:
+                return imports.find(self, "template", q, v.span)
             if isinstance(v, ast.Name):
                 if v.id in self.templates:
                     return self.templates[v.id]
-                self.err(f"unknown template '{v.id}'", v.span, hint=did_you_mean(v.id, list(self.templates)),
+                self.err(f"unknown template '{v.id}'", v.span,
+                         hint=did_you_mean(v.id, list(self.templates))
+                         or (f"templates: {', '.join(self.templates)}" if self.templates
+                             else f'declare it (template {v.id} = file("{v.id}.j2")) or pass a string'),
                          code="unknown-name", name=v.id, kind="template")
                 return None
             if isinstance(v, ast.Literal) and isinstance(v.value, str):
@@ -556,6 +670,21 @@ class _Checker:
         return val
 
     def _export(self, d: ast.Export) -> ExportSpec | None:
+        """An export of a local name or of ``alias.name`` of an import; options checked against the step's fields."""
+        from dataclasses import replace
+
+        target = imports.qualified(d.step)
+        if target is not None and "." in target and not imports.pull(self, target, d.step.span):
+            return None
+        if target is not None and target in self.step_decls and target not in self.steps:
+            return None  # the step has errors of its own, already reported
+        step = ast.Name(target, d.step.span) if target is not None else d.step
+        spec = self._export_local(replace(d, step=step, options=()))
+        if spec is None:
+            return None
+        return replace(spec, options=self._export_options(d, self.fields.get(spec.step, {})))
+
+    def _export_local(self, d: ast.Export) -> ExportSpec | None:
         if not isinstance(d.step, ast.Name):
             self.err("export needs a step or source name", d.step.span, code="unknown-name")
             return None
@@ -568,7 +697,58 @@ class _Checker:
                      code="unknown-format", name=d.format, valid=list(EXPORT_FORMATS))
             return None
         opts = {a.name: self._const(a.value) for a in d.options if a.name}
+        if not self._confined((self.base_dir / d.path).resolve(), d.path, d.span, "export"):
+            return None
         return ExportSpec(d.step.id, (self.base_dir / d.path), d.format, opts, d.span)
+
+    def _model_key(self, m: ModelSpec | None) -> Any:
+        """:func:`_model_key`, computed once per model."""
+        if m is None:
+            return None
+        cache = self.__dict__.setdefault("_model_keys", {})
+        if m.name not in cache:
+            cache[m.name] = _model_key(m)
+        return cache[m.name]
+
+    def _export_options(self, d: ast.Export, fields: dict[str, str]) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        for a in d.options:
+            if a.name is None:
+                self.err("export options are named: (fields=[...], row_id=false)", a.span, code="positional-option",
+                         valid=list(EXPORT_OPTIONS))
+                continue
+            if a.name not in EXPORT_OPTIONS:
+                self.err(f"unknown export option '{a.name}'", a.span,
+                         hint=_hint(did_you_mean(a.name, list(EXPORT_OPTIONS)), f"options: {', '.join(EXPORT_OPTIONS)}"),
+                         code="unknown-option", name=a.name, operator="export", valid=list(EXPORT_OPTIONS))
+                continue
+            if a.name == "fields":
+                v = a.value
+                names = [i.id if isinstance(i, ast.Name) else i.value if isinstance(i, ast.Literal) else None
+                         for i in v.items] if isinstance(v, ast.ListExpr) else None
+                if names is None or not isinstance(v, ast.ListExpr) or not all(isinstance(n, str) for n in names):
+                    self.err("fields= needs a list of field names, e.g. fields=[question, answer]", v.span,
+                             code="type-mismatch", name="fields", expected="list of field names")
+                    continue
+                for n, item in zip(names, v.items, strict=False):
+                    if n not in fields:
+                        self.err(f"unknown field '{n}' in export fields", item.span,
+                                 hint=did_you_mean(str(n), list(fields)) or f"fields: {', '.join(fields)}",
+                                 code="unknown-field", name=n, available=sorted(fields))
+                opts["fields"] = names
+            else:
+                opts[a.name] = self._const(a.value, "bool")
+        return opts
+
+
+_PROMPTS: dict[str, str | None] = {}
+
+
+def _default_prompt(op: Any) -> str | None:
+    """An operator's default prompt text, read once per process."""
+    if op.name not in _PROMPTS:
+        _PROMPTS[op.name] = op.default_prompt_text()
+    return _PROMPTS[op.name]
 
 
 def _calls(e: ast.Expr) -> list[ast.Call]:
@@ -640,17 +820,19 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def check(recipe: ast.Recipe, params: dict[str, str] | None = None, base_dir: Path | None = None) -> Program:
+def check(recipe: ast.Recipe, params: dict[str, str] | None = None, base_dir: Path | None = None,
+          allow_outside: bool = False) -> Program:
     """Check a parsed recipe and resolve it into a :class:`Program`.
 
     Args:
         recipe: the parsed recipe.
         params: ``--param`` overrides as strings, converted to each param's type.
         base_dir: folder that relative paths resolve against (default: the recipe's folder).
+        allow_outside: let paths leave the project directory (:func:`project_root`).
 
     Raises:
         Diagnostics: every semantic error, sorted by position.
         ConfigError: a ``--param`` that names no param or has the wrong type.
     """
     base = base_dir or Path(recipe.path).resolve().parent
-    return _Checker(recipe, params or {}, base).run()
+    return _Checker(recipe, params or {}, base, allow_outside).run()

@@ -10,6 +10,8 @@ from synthlang.errors import SynthError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipes", nargs="+", help=".synth files")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let the recipe read and write files outside its project directory")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
 
 
@@ -21,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
     bad = 0
     for path in args.recipes:
         try:
-            check_file(path, parse_params(args.param))
+            check_file(path, parse_params(args.param), allow_outside=args.allow_outside)
             console.print(f"{path}: ok")
         except SynthError as exc:
             bad += 1

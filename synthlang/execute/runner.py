@@ -8,6 +8,9 @@ one batch, and commits each result with its rows and lineage as it arrives.
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -18,7 +21,8 @@ from typing import Any, Protocol
 from synthlang import __version__
 from synthlang.engines import Engine, Request, Result, create_engine
 from synthlang.engines.base import SamplingParams
-from synthlang.errors import EngineError
+from synthlang.errors import BudgetExceeded, EngineError
+from synthlang.execute.budget import Budget, call_cost, prompt_estimate
 from synthlang.execute.sources import load_source
 from synthlang.ops.base import KIND_NODE, RowContext, RowFailure
 from synthlang.plan.keys import call_key, digest, row_id
@@ -71,7 +75,8 @@ class RunSummary:
 
     Attributes:
         run_id: the run's id in the store.
-        status: ``finished``, ``interrupted`` or ``failed``.
+        status: ``finished``, ``interrupted`` (SIGINT/SIGTERM), ``budget`` (a budget
+            stopped it) or ``failed``.
         steps: per-step stats, sources first.
         wall_s: wall time, in seconds.
         exports: (step, path, format, rows) written.
@@ -126,10 +131,14 @@ class Runner:
         engine_factory: builds an engine from a :class:`ModelSpec`
             (tests inject the fake engine here).
         argv: the command line, recorded in ``runs``.
+        budget: limits for this run (default: the recipe's ``budget``).
+        retry_failed: re-issue the calls of rows stored as failed, bypassing
+            the call cache for exactly those keys.
     """
 
     def __init__(self, program: Program, store: Store, progress: Progress | None = None,
-                 engine_factory: Callable[[ModelSpec], Engine] | None = None, argv: list[str] | None = None) -> None:
+                 engine_factory: Callable[[ModelSpec], Engine] | None = None, argv: list[str] | None = None,
+                 budget: Budget | None = None, retry_failed: bool = False) -> None:
         self.program = program
         self.store = store
         self.progress = progress or _NoProgress()
@@ -141,6 +150,9 @@ class Runner:
         self.outputs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.current_round = 0   # set by execute/loops.py while a loop body runs
         self.pool_all: dict[str, list[tuple[str, dict[str, Any]]]] = {}   # a running loop's whole pools
+        self.budget = budget if budget is not None else Budget.from_limits(program.budget)
+        self.retry_failed = retry_failed
+        self._stop: str | None = None
 
     # ------------------------------------------------------------------ driver
     def run(self) -> RunSummary:
@@ -149,13 +161,17 @@ class Runner:
         Raises:
             DataError: bad seed data (nothing generated is lost).
             EngineError: an engine could not be loaded.
-            KeyboardInterrupt: re-raised after the run is marked interrupted.
+            KeyboardInterrupt: after SIGINT/SIGTERM, once the calls in flight are
+                committed and the run is marked ``interrupted``.
+            BudgetExceeded: when the next call would exceed the budget; the
+                calls in flight are committed and the run is marked ``budget``.
         """
         prog = self.program
         t0 = time.perf_counter()
         self.store.begin_run(self.run_id, prog.name, str(prog.recipe.path), prog.fingerprint, prog.params,
                              self.argv, __version__)
         status = "failed"
+        restore = self._install_signal_handlers()
         try:
             for src in prog.sources.values():
                 self._source(src)
@@ -163,6 +179,7 @@ class Runner:
 
             for i, st in enumerate(prog.steps):
                 run_loops_at(self, i)
+                self._check_stop()
                 self._step(st)
             run_loops_at(self, len(prog.steps))
             self.store.refresh_views({st.name: st.fields_out for st in prog.steps}
@@ -178,7 +195,11 @@ class Runner:
         except KeyboardInterrupt:
             status = "interrupted"
             raise
+        except BudgetExceeded:
+            status = "budget"
+            raise
         finally:
+            restore()
             self.summary.status = status
             self.summary.wall_s = time.perf_counter() - t0
             s = self.summary
@@ -196,7 +217,7 @@ class Runner:
     def _source(self, src: SourceSpec) -> None:
         t0 = time.perf_counter()
         stats = StepStats(src.name, "source")
-        rows = load_source(src, self.program.params)
+        rows = load_source(src, self.program.params, store=self.store)
         seen: dict[str, int] = defaultdict(int)
         out: list[tuple[str, dict[str, Any]]] = []
         for data in rows:
@@ -294,7 +315,10 @@ class Runner:
 
     def _engine(self, m: ModelSpec) -> Engine:
         if m.name not in self.engines:
-            self.engines[m.name] = self.engine_factory(m)
+            engine = self.engine_factory(m)
+            if hasattr(engine, "attach_store"):   # batch-mode engines keep their job ids in the store
+                engine.attach_store(self.store)
+            self.engines[m.name] = engine
         return self.engines[m.name]
 
     def _llm_step(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]], stats: StepStats) -> list[tuple[str, dict[str, Any]]]:
@@ -341,6 +365,8 @@ class Runner:
         for t in todo:
             by_key[t.key].append(t)
         cached = self.store.get_calls(list(by_key))
+        for key in self._retry_keys(todo):
+            cached.pop(key, None)
         for key, call in cached.items():
             stats.calls_cached += 1
             self._finish(st, by_key[key], call, stats, results, new_call=None)
@@ -348,13 +374,16 @@ class Runner:
         if pending:
             engine = self._engine(m)
             reqs = [Request(t.key, t.messages, sampling, t.seed, lp, t.json_schema) for t in pending]
-            for res in engine.generate(reqs):
+            self.store.release(force=True)   # free the file for readers while the engine works
+            for res in engine.generate(self._admit(reqs, m)):
                 ts = by_key[res.key]
+                self._settle(m, res)
                 stats.calls_made += 1
                 stats.prompt_tokens += res.prompt_tokens
                 stats.completion_tokens += res.completion_tokens
                 call = self._call_record(m, ts[0], res)
                 self._finish(st, ts, call, stats, results, new_call=call)
+            self._check_stop()
         self.progress.end_step()
         return [(t.row_id, results[t.row_id]) for t in tasks if t.row_id in results]
 
@@ -420,11 +449,74 @@ class Runner:
         self.store.commit_result(self.run_id, st.name, new_call, records)
         self.progress.advance(len(tasks), int(call.get("completion_tokens") or 0) if new_call else 0)
 
+    # ------------------------------------------------- stop, budget and retry
+    # Kept apart from the step flow above: admission of each request (interrupt
+    # flag, budget), settling usage, and the set of keys --retry-failed re-issues.
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """Ask the run to stop: no new call is sent; calls in flight finish and are committed."""
+        self._stop = reason
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        """SIGINT/SIGTERM: the first one stops gracefully, a second SIGINT raises at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.request_stop("interrupted")
+            sys.stderr.write("\nstopping: finishing the calls in flight and saving them (Ctrl-C again to stop at once)\n")
+
+        for sig in old:
+            signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+        return restore
+
+    def _check_stop(self) -> None:
+        if self._stop == "budget":
+            raise self.budget.exceeded()
+        if self._stop is not None:
+            raise KeyboardInterrupt
+
+    def _admit(self, reqs: list[Request], m: ModelSpec) -> Any:
+        """Yield requests to the engine one by one while no stop was asked and the budget allows."""
+        price_in, price_out = float(m.options.get("price_input") or 0), float(m.options.get("price_output") or 0)
+        for r in reqs:
+            if self._stop is not None:
+                return
+            if self.budget.limited and not self.budget.admit(r.key, r.sampling.max_tokens, prompt_estimate(r.messages),
+                                                             price_in, price_out):
+                self._stop = "budget"
+                return
+            yield r
+
+    def _settle(self, m: ModelSpec, res: Result) -> None:
+        self.budget.settle(res.key, res.prompt_tokens, res.completion_tokens,
+                           call_cost(m.options, res.prompt_tokens, res.completion_tokens, res.meta))
+
+    def _retry_keys(self, todo: list[_Task]) -> set[str]:
+        """With ``retry_failed``: keys of tasks whose row is stored as failed; they get a fresh seed."""
+        if not self.retry_failed or not todo:
+            return set()
+        failed = self.store.failed_rows([t.row_id for t in todo])
+        keys = set()
+        for t in todo:
+            if t.row_id in failed:
+                keys.add(t.key)
+                t.seed = int(digest([t.key, self.run_id], 8), 16) & 0x7FFFFFFF
+        return keys
+
 
 def run_program(program: Program, store: Store, progress: Progress | None = None,
-                engine_factory: Callable[[ModelSpec], Engine] | None = None, argv: list[str] | None = None) -> RunSummary:
+                engine_factory: Callable[[ModelSpec], Engine] | None = None, argv: list[str] | None = None,
+                budget: Budget | None = None, retry_failed: bool = False) -> RunSummary:
     """Run a checked program against a store (see :class:`Runner`)."""
-    return Runner(program, store, progress, engine_factory, argv).run()
+    return Runner(program, store, progress, engine_factory, argv, budget, retry_failed).run()
 
 
 __all__ = ["Runner", "RunSummary", "StepStats", "run_program", "EngineError"]

@@ -120,3 +120,20 @@ CREATE TABLE IF NOT EXISTS train_runs (
     seconds DOUBLE,
     created_at TIMESTAMP
 );
+-- OpenAI Batch API jobs (engine openai, batch=true): a restarted run resumes the job instead of resubmitting.
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    job_key VARCHAR PRIMARY KEY,     -- sha256 over endpoint, model and the sorted call keys of the batch
+    batch_id VARCHAR,
+    input_file_id VARCHAR,
+    endpoint VARCHAR,                -- the API base URL (never the key)
+    status VARCHAR,                  -- the last status seen: validating | in_progress | completed | failed | ...
+    n_requests INTEGER,
+    created_at TIMESTAMP,
+    updated_at TIMESTAMP
+);
+
+-- Failed rows with their reason and raw reply: SELECT step, error, count(*) FROM failures GROUP BY ALL.
+CREATE OR REPLACE VIEW failures AS
+    SELECT r.step, r.row_id, r.error, r.raw, r.call_key, c.finish_reason, r.data, r.created_at
+    FROM rows r LEFT JOIN calls c ON c.call_key = r.call_key
+    WHERE r.status = 'failed';

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,19 +36,74 @@ def _dumps(v: Any) -> str | None:
     return json.dumps(v, ensure_ascii=False, default=str)
 
 
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        msg = str(exc)
-        if "lock" in msg.lower():
-            raise StoreLocked(
-                f"{path} is held by another synthlang process (a 'synth run' in progress?). "
-                "Wait for it to finish, or query a copy: cp the file and pass --db COPY."
-            ) from None
-        raise StoreError(f"cannot open {path}: {msg}") from None
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open {path}: {exc}") from None
+def _is_lock_error(exc: Exception) -> bool:
+    msg = str(exc).lower()
+    return "lock" in msg or "conflicting" in msg
+
+
+def _connect(path: Path, read_only: bool, wait_s: float = 0.0) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, retrying for up to ``wait_s`` seconds while another process holds its lock.
+
+    Raises:
+        StoreLocked: still locked after ``wait_s`` seconds.
+        StoreError: any other failure to open.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.01
+    while True:
+        try:
+            # readers get no file system access: `synth query` can neither write files (COPY ... TO)
+            # nor read any outside the database (read_csv, ATTACH, extensions)
+            return duckdb.connect(str(path), read_only=read_only,
+                                  config={"enable_external_access": False} if read_only else {})
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc):
+                raise StoreError(f"cannot open {path}: {exc}") from None
+            if time.monotonic() >= deadline:
+                raise StoreLocked(
+                    f"{path} is busy: a 'synth run' is committing to it and did not let go within {wait_s:.0f} s. "
+                    "Try again in a moment, or read a copy: cp the file and pass --db COPY."
+                ) from None
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from None
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+
+
+class _RunLock:
+    """An advisory lock (``<db>.lock``) held by the one process that writes a store.
+
+    DuckDB's own file lock is only held while a writer commits (see
+    :class:`Store`), so this lock is what keeps two ``synth run`` s off the same
+    file. The kernel drops it when the process dies, even by SIGKILL.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self.path = db.with_name(db.name + ".lock")
+        self._fh: Any = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise StoreLocked(f"another synthlang process (pid {holder}) is writing to {self.path.with_suffix('')}; "
+                              "wait for it to finish or pass a different --db") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 class Store:
@@ -62,45 +119,99 @@ class Store:
         StoreError: any other DuckDB failure.
     """
 
+    #: seconds a writer may keep DuckDB's file lock after a commit before it lets go,
+    #: so that ``synth query`` in another terminal gets in between commits.
+    HOLD_S = 0.5
+    #: seconds a reader waits for a committing writer; a writer waits longer for readers.
+    READ_WAIT_S = 10.0
+    WRITE_WAIT_S = 120.0
+
     def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._opened_at = 0.0
+        self._depth = 0
+        self._run_lock: _RunLock | None = None
         if read_only:
             if not self.path.exists():
                 raise StoreError(f"no database at {self.path}: run a recipe first (synth run RECIPE), or pass --db PATH")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = _connect(self.path, read_only)
-        if not read_only:
-            self._init_schema()
-        self._check_version()
+            self._run_lock = _RunLock(self.path)
+            self._run_lock.acquire()
+        try:
+            if not read_only:
+                self._init_schema()
+            self._check_version()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, opened on first use (a reader holds it until :meth:`close`)."""
+        if self._con is None:
+            self._con = _connect(self.path, self.read_only, self.READ_WAIT_S if self.read_only else self.WRITE_WAIT_S)
+            self._opened_at = time.monotonic()
+        return self._con
+
+    def release(self, force: bool = False) -> None:
+        """Let go of DuckDB's file lock if a writer has held it ``HOLD_S`` seconds (or ``force``).
+
+        Called after each commit, so readers in other processes get in between
+        commits; the advisory run lock stays held.
+        """
+        if self._con is None or self.read_only or self._depth:
+            return
+        if force or time.monotonic() - self._opened_at >= self.HOLD_S:
+            try:
+                self._con.close()
+            except duckdb.Error:
+                pass
+            self._con = None
 
     # ----------------------------------------------------------------- schema
     def _init_schema(self) -> None:
+        # one transaction: a process killed while creating a new file leaves no half-made schema
         try:
+            self.con.execute("BEGIN TRANSACTION")
             self.con.execute(_SCHEMA.read_text(encoding="utf-8"))
             have = self.con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if have is None:
                 self.con.execute("INSERT INTO meta VALUES ('schema_version', ?), ('cache_version', ?)",
                                  [str(SCHEMA_VERSION), str(CACHE_VERSION)])
+            self.con.execute("COMMIT")
         except duckdb.Error as exc:
             raise StoreError(f"cannot initialise {self.path}: {exc}") from None
 
     def _check_version(self) -> None:
         try:
-            row = self.con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            rows = dict(self.con.execute("SELECT key, value FROM meta").fetchall())
         except duckdb.Error:
             raise StoreError(f"{self.path} is not a synthlang database") from None
-        if row is None or int(row[0]) != SCHEMA_VERSION:
+        have = rows.get("schema_version")
+        if have is None or int(have) != SCHEMA_VERSION:
             raise SchemaVersionMismatch(
-                f"{self.path} has schema version {row[0] if row else '?'}, this synthlang needs {SCHEMA_VERSION}; "
+                f"{self.path} has schema version {have or '?'}, this synthlang needs {SCHEMA_VERSION}; "
                 "use a new --db file")
+        cache = rows.get("cache_version")
+        if not self.read_only and cache is not None and int(cache) != CACHE_VERSION:
+            raise SchemaVersionMismatch(
+                f"{self.path} holds a call cache of version {cache}, this synthlang computes cache keys with version "
+                f"{CACHE_VERSION}: none of its calls would be reused. Run with a new --db file (the old one stays "
+                "readable with synth query), or delete it to start over")
 
     def close(self) -> None:
-        try:
-            self.con.close()
-        except duckdb.Error:
-            pass
+        if self._con is not None:
+            try:
+                self._con.close()
+            except duckdb.Error:
+                pass
+            self._con = None
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -111,11 +222,16 @@ class Store:
     # ------------------------------------------------------------------- runs
     def begin_run(self, run_id: str, recipe: str, recipe_path: str, fingerprint: str,
                   params: dict[str, Any], argv: list[str], version: str) -> None:
-        """Record the start of a run."""
+        """Record the start of a run; runs left 'running' by a killed process become 'killed'.
+
+        Only the holder of the run lock writes, so any other 'running' run is dead.
+        """
+        self.con.execute("UPDATE runs SET status='killed' WHERE status='running'")
         self.con.execute(
             "INSERT INTO runs (run_id, recipe, recipe_path, recipe_fingerprint, params, argv, status, started_at, synth_version)"
             " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
             [run_id, recipe, recipe_path, fingerprint, _dumps(params), _dumps(argv), _now(), version])
+        self.release(force=True)
 
     def finish_run(self, run_id: str, status: str, stats: dict[str, Any]) -> None:
         """Record a run's end: status and totals (calls, tokens, wall seconds)."""
@@ -124,6 +240,7 @@ class Store:
             " completion_tokens=?, wall_s=? WHERE run_id=?",
             [status, _now(), stats.get("calls_made", 0), stats.get("calls_cached", 0), stats.get("prompt_tokens", 0),
              stats.get("completion_tokens", 0), stats.get("wall_s"), run_id])
+        self.release(force=True)
 
     def record_step(self, run_id: str, info: dict[str, Any]) -> None:
         """Insert or replace a step's stats for this run."""
@@ -133,8 +250,27 @@ class Store:
         vals = [run_id] + [info.get(c) for c in cols[1:]]
         vals[cols.index("options")] = _dumps(info.get("options"))
         self.con.execute(f"INSERT OR REPLACE INTO steps ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals)
+        self.release()
 
     # ------------------------------------------------------------------ calls
+    def get_batch_job(self, job_key: str) -> dict[str, Any] | None:
+        """The Batch API job recorded under ``job_key`` (see table ``batch_jobs``), or ``None``."""
+        row = self.con.execute("SELECT batch_id, input_file_id, endpoint, status, n_requests FROM batch_jobs WHERE job_key=?",
+                               [job_key]).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("batch_id", "input_file_id", "endpoint", "status", "n_requests"), row, strict=True))
+
+    def put_batch_job(self, job_key: str, batch_id: str, input_file_id: str, endpoint: str, status: str,
+                      n_requests: int) -> None:
+        """Record (or update) a Batch API job; committed at once so a crash right after keeps it."""
+        now = _now()
+        self.con.execute(
+            "INSERT INTO batch_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_key) DO UPDATE SET "
+            "batch_id=excluded.batch_id, input_file_id=excluded.input_file_id, status=excluded.status, "
+            "updated_at=excluded.updated_at",
+            [job_key, batch_id, input_file_id, endpoint, status, n_requests, now, now])
+
     def get_calls(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Finished calls (no error) among ``keys``, by key."""
         if not keys:
@@ -158,6 +294,17 @@ class Store:
             for rid, data in self.con.execute(
                     "SELECT row_id, data FROM rows WHERE status='ok' AND row_id IN (SELECT unnest(?))", [chunk]).fetchall():
                 out[rid] = json.loads(data)
+        return out
+
+    def failed_rows(self, row_ids: Sequence[str]) -> dict[str, str | None]:
+        """Rows among ``row_ids`` stored with status failed: id → call key."""
+        out: dict[str, str | None] = {}
+        for i in range(0, len(row_ids), 1000):
+            chunk = list(row_ids[i:i + 1000])
+            for rid, key in self.con.execute(
+                    "SELECT row_id, call_key FROM rows WHERE status='failed' AND row_id IN (SELECT unnest(?))",
+                    [chunk]).fetchall():
+                out[rid] = key
         return out
 
     def commit_result(self, run_id: str, step: str, call: dict[str, Any] | None, rows: Iterable[dict[str, Any]]) -> None:
@@ -186,12 +333,15 @@ class Store:
             for r in rows:
                 self._write_row(run_id, step, r, now)
             con.execute("COMMIT")
-        except duckdb.Error as exc:
+        except BaseException as exc:
             try:
                 con.execute("ROLLBACK")
             except duckdb.Error:
                 pass
+            if not isinstance(exc, duckdb.Error):
+                raise
             raise StoreError(f"cannot write to {self.path}: {exc}") from None
+        self.release()
 
     def _write_row(self, run_id: str, step: str, r: dict[str, Any], now: dt.datetime) -> None:
         self.con.execute(
@@ -273,6 +423,9 @@ class Store:
             msg = str(exc)
             if self.read_only and ("read-only" in msg.lower() or "read only" in msg.lower()):
                 raise StoreError(f"synth query is read-only: {msg.splitlines()[0]}") from None
+            if self.read_only and isinstance(exc, duckdb.PermissionException):
+                raise StoreError("synth query is read-only and reads only the database: "
+                                 f"{msg.splitlines()[0]} (use duckdb itself to work with other files)") from None
             raise StoreError(msg.splitlines()[0] if msg else type(exc).__name__) from None
 
     def run_rows(self, run_id: str, step: str, status: str | None = "ok") -> list[tuple[str, dict[str, Any]]]:

@@ -8,6 +8,7 @@ tokens in words (``a name``, ``'='``), never a Lark traceback.
 from __future__ import annotations
 
 import ast as pyast
+import dataclasses
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,19 @@ _WORDS = {
     "ADD_OP": "'+' or '-'",
     "MUL_OP": "'*', '/' or '%'",
     "$END": "the end of the file",
+    "LPAR": "'('",
+    "LSQB": "'['",
+    "MINUS": "'-'",
 }
+
+
+# Comment tokens seen by the lexer during the current parse (``synth fmt`` keeps them).
+_COMMENT_SINK: list[Token] = []
+
+
+def _collect(tok: Token) -> Token:
+    _COMMENT_SINK.append(tok)
+    return tok
 
 
 @lru_cache(maxsize=1)
@@ -40,6 +53,7 @@ def _parser() -> Lark:
         lexer="contextual",
         propagate_positions=True,
         maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _collect},
     )
 
 
@@ -73,7 +87,24 @@ def _words(terminals: set[str] | frozenset[str]) -> list[str]:
     return sorted(out)
 
 
+# Words for the tokens that can start an expression / a declaration; when most of a
+# group is expected, the hint names the group instead of listing token soup.
+_EXPR_START = {"a name", "a number", "a string", "'('", "'['", "'-'", "'not'", "'true'", "'false'", "'null'"}
+_DECL_START = {"'param'", "'model'", "'source'", "'template'", "'step'", "'export'", "'budget'", "'use'", "'loop'"}
+
+
+def _collapse(expected: list[str]) -> list[str]:
+    out = list(expected)
+    if len(_EXPR_START & set(out)) >= 6:
+        out = [w for w in out if w not in _EXPR_START] + ["an expression"]
+    if len(_DECL_START & set(out)) >= 6:
+        out = [w for w in out if w not in _DECL_START and w not in ("'recipe'", "'feed'")]
+        out.append("a declaration (param, model, source, template, step, loop, export, budget, use)")
+    return out
+
+
 def _expected_text(expected: list[str]) -> str:
+    expected = _collapse(expected)
     if not expected:
         return ""
     if len(expected) == 1:
@@ -90,7 +121,7 @@ def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> SynthSyntaxErro
         lines = text.splitlines() or [""]
         line = len(lines)
         col = len(lines[-1]) + 1
-        expected = _words(exc.expected if isinstance(exc, UnexpectedEOF) else exc.accepts or exc.expected)
+        expected = _words({str(t) for t in (exc.expected if isinstance(exc, UnexpectedEOF) else exc.accepts or exc.expected)})
         msg = "unexpected end of file"
     elif isinstance(exc, UnexpectedToken):
         expected = _words(exc.accepts or exc.expected)
@@ -100,8 +131,17 @@ def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> SynthSyntaxErro
         line, col = tok.line or line, tok.column or col
     elif isinstance(exc, UnexpectedCharacters):
         expected = _words(exc.allowed or set())
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        pos = exc.pos_in_stream or 0
+        ch = text[pos] if pos < len(text) else ""
         msg = f"unexpected character {ch!r}"
+        if ch == '"':
+            span = Span(path, line, col, line, col + 1)
+            return SynthSyntaxError("unterminated string", span, code="syntax", expected=[],
+                                    hint='close it with " on the same line, or use """...""" for text over several lines')
+        if len(_collapse(expected)) > 6:  # the lexer's whole alphabet: not a useful list
+            span = Span(path, line, col, line, col + 1)
+            return SynthSyntaxError(msg, span, hint="this character is not part of the .synth language here; "
+                                    "text goes in double quotes and comments start with '#'", expected=expected)
     else:  # pragma: no cover - lark has no other kinds today
         expected, msg = [], str(exc)
     hint = f"expected {_expected_text(expected)}" if expected else None
@@ -135,10 +175,37 @@ def _dedent(s: str) -> str:
     return textwrap.dedent(s)
 
 
+def _doc_lines(text: str, comments: list[tuple[int, int, str]]) -> dict[int, str]:
+    """Line → doc text of every ``##`` comment that stands alone on its line."""
+    lines = text.split("\n")
+    out: dict[int, str] = {}
+    for line, col, body in comments:
+        if body.startswith("##") and 1 <= line <= len(lines) and not lines[line - 1][: max(col - 1, 0)].strip():
+            doc = body[2:].rstrip()
+            out[line] = doc[1:] if doc.startswith(" ") else doc
+    return out
+
+
+def _attach_docs(decls: Any, docs: dict[int, str]) -> tuple[Any, ...]:
+    """Set ``doc`` on each declaration from the ``##`` lines directly above it (no blank line between)."""
+    out = []
+    for d in decls:
+        if isinstance(d, ast.Loop):
+            d = dataclasses.replace(d, body=_attach_docs(d.body, docs))
+        if "doc" in getattr(d, "__dataclass_fields__", {}) and d.span.line - 1 in docs:
+            run, line = [], d.span.line - 1
+            while line in docs:
+                run.append(docs[line])
+                line -= 1
+            d = dataclasses.replace(d, doc="\n".join(reversed(run)))
+        out.append(d)
+    return tuple(out)
+
+
 @v_args(meta=True)
 class _ToAst(Transformer):
     def __init__(self, path: str) -> None:
-        super().__init__()
+        super().__init__(visit_tokens=False)
         self.path = path
 
     def _s(self, meta: Any) -> Span:
@@ -147,13 +214,15 @@ class _ToAst(Transformer):
     # declarations
     def start(self, meta, items):
         header = None
-        decls = []
-        for it in items:
+        decls = list(items)
+        for i, it in enumerate(decls):
             if isinstance(it, ast.Header):
+                if i != 0 or header is not None:
+                    raise SynthSyntaxError("'recipe' must be the first declaration of the file", it.span,
+                                           hint="move the 'recipe NAME \"description\"' line to the top", code="syntax",
+                                           expected=[])
                 header = it
-            else:
-                decls.append(it)
-        return ast.Recipe(self.path, header, tuple(decls), self._s(meta))
+        return ast.Recipe(self.path, header, tuple(d for d in decls if not isinstance(d, ast.Header)), self._s(meta))
 
     def header(self, meta, c):
         return ast.Header(str(c[0]), c[1], self._s(meta))
@@ -321,17 +390,46 @@ def parse(text: str, path: str = "<string>") -> ast.Recipe:
         SynthSyntaxError: at the first syntax error, with line, column and
             what was expected in words.
     """
+    return parse_with_comments(text, path)[0]
+
+
+def parse_with_comments(text: str, path: str = "<string>") -> tuple[ast.Recipe, list[tuple[int, int, str]]]:
+    """Parse recipe text; also return its comments as ``(line, col, text)`` in file order.
+
+    ``##`` doc comments are included (they are also attached to declarations).
+    Used by ``synth fmt``, which must keep every comment.
+
+    Raises:
+        SynthSyntaxError: at the first syntax error.
+    """
     remember_source(path, text)
+    _COMMENT_SINK.clear()
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, path, text) from None
+    except RecursionError:
+        raise SynthSyntaxError("the recipe nests too deeply to parse", Span(path, 1, 1, 1, 2), code="syntax",
+                               expected=[]) from None
+    comments = sorted({(t.line or 0, t.column or 0, str(t)) for t in _COMMENT_SINK})
+    _COMMENT_SINK.clear()
     try:
-        return _ToAst(path).transform(tree)
+        recipe = _ToAst(path).transform(tree)
+        docs = _doc_lines(text, comments)
+        if docs:
+            recipe = dataclasses.replace(recipe, decls=_attach_docs(recipe.decls, docs))
+        return recipe, comments
     except VisitError as exc:
         if isinstance(exc.orig_exc, SynthSyntaxError):
             raise exc.orig_exc from None
+        if isinstance(exc.orig_exc, (ValueError, SyntaxError)):  # a string literal Python cannot decode
+            span = _span(exc.obj.meta, path) if hasattr(exc.obj, "meta") else Span(path, 1, 1, 1, 2)
+            raise SynthSyntaxError("bad escape sequence in a string", span, code="syntax", expected=[],
+                                   hint=r'escapes are \n \t \" \\ \xNN \uNNNN; write a backslash as \\') from None
         raise
+    except RecursionError:
+        raise SynthSyntaxError("the recipe nests too deeply to parse", Span(path, 1, 1, 1, 2), code="syntax",
+                               expected=[]) from None
 
 
 def parse_expr(text: str, path: str = "<expr>") -> ast.Expr:
@@ -348,12 +446,42 @@ def parse_expr(text: str, path: str = "<expr>") -> ast.Expr:
     return _ToAst(path).transform(tree)
 
 
+def parse_model_decl(text: str, path: str = "--model") -> ast.Model:
+    """Parse ``NAME=ENGINE(...)`` (the ``synth run --model`` flag) into a :class:`synthlang.ast.Model`.
+
+    Example: ``teacher=embedded()`` or ``teacher=openai("gpt-4o-mini", concurrency=8)``.
+
+    Raises:
+        SynthSyntaxError: when ``text`` is not ``NAME=`` followed by one engine call.
+    """
+    from synthlang.errors import SynthSyntaxError
+
+    name, eq, decl = text.partition("=")
+    if not eq or not name.strip().isidentifier():
+        raise SynthSyntaxError(f"--model {text!r}: expected NAME=ENGINE(...), e.g. teacher=embedded()",
+                               Span(path, 1, 1, 1, len(text) + 1))
+    recipe = parse(f"model {name.strip()} = {decl.strip()}", path)
+    if len(recipe.decls) != 1 or not isinstance(recipe.decls[0], ast.Model):
+        raise SynthSyntaxError(f"--model {text!r}: expected one engine call after '='", Span(path, 1, 1, 1, len(text) + 1))
+    return recipe.decls[0]
+
+
 def parse_file(path: str | Path) -> ast.Recipe:
     """Read and parse a ``.synth`` file.
 
     Raises:
         ConfigError: when the file cannot be read or is not UTF-8 text.
         SynthSyntaxError: at the first syntax error.
+    """
+    return parse(read_recipe_text(path), str(path))
+
+
+def read_recipe_text(path: str | Path) -> str:
+    """Read a recipe file as UTF-8 text.
+
+    Raises:
+        ConfigError: when the file cannot be read.
+        SynthSyntaxError: when it is not UTF-8 text or holds a NUL byte (binary data).
     """
     from synthlang.errors import ConfigError
 
@@ -362,6 +490,8 @@ def parse_file(path: str | Path) -> ast.Recipe:
         data = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    if p.is_dir():
+        raise ConfigError(f"{path} is a folder, not a recipe file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -376,4 +506,4 @@ def parse_file(path: str | Path) -> ast.Recipe:
         line = text.count("\n", 0, i) + 1
         col = i - (text.rfind("\n", 0, i) + 1) + 1
         raise SynthSyntaxError("the file contains a NUL byte (binary data?)", Span(str(path), line, col, line, col + 1))
-    return parse(text, str(path))
+    return text
