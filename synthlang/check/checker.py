@@ -27,6 +27,7 @@ from synthlang.ops.base import (
     KIND_INT,
     KIND_LIST,
     KIND_MODEL,
+    KIND_NODE,
     KIND_STR,
     KIND_TEMPLATE,
 )
@@ -111,6 +112,7 @@ class _Checker:
         self.step_decls: dict[str, ast.Step] = {}
         self.fields: dict[str, dict[str, str]] = {}
         self.fps: dict[str, str] = {}
+        self.loop_nodes: set[str] = set()   # names defined by loops (check/loops.py)
 
     def err(self, msg: str, span: Span, hint: str | None = None, code: str = "check", **data: Any) -> None:
         self.errors.append(CheckError(msg, span, hint=hint, code=code, **data))
@@ -141,11 +143,28 @@ class _Checker:
         for d in (x for x in decls if not isinstance(x, ast.Use)):  # imports: imports.load_imports
             if isinstance(d, ast.Step):
                 self.step_decls[d.name] = d
-            elif isinstance(d, (ast.Use, ast.Loop)):
+            elif isinstance(d, ast.Use):
                 self.err(f"'{type(d).__name__.lower()}' is not supported yet", d.span, code="unsupported")
+        from synthlang.check.loops import check_loop, loop_node_names, order_with_loops
+
+        for d in decls:
+            if isinstance(d, ast.Loop):
+                self.loop_nodes |= loop_node_names(d)
         order = self._order_steps()
-        for name in order:
-            self._step(self.step_decls[name])
+        loops = []
+        placed_loop_nodes = set(self.loop_nodes)
+        self.loop_nodes = set()
+        top: list[str] = []
+        for item in order_with_loops(self, order, decls):
+            if isinstance(item, ast.Loop):
+                spec = check_loop(self, item, len(top))
+                if spec is not None:
+                    loops.append(spec)
+            else:
+                top.append(item)
+                self._step(self.step_decls[item])
+        self.loop_nodes = placed_loop_nodes
+        order = top
         exports = [e for d in decls if isinstance(d, ast.Export) for e in [self._export(d)] if e is not None]
         budget: dict[str, Any] = {}
         for d in decls:
@@ -163,10 +182,10 @@ class _Checker:
         prog = Program(
             recipe=self.recipe, name=self.recipe.name, description=header.description if header else None,
             base_dir=self.base_dir, params=self.params, models=self.models, sources=self.sources,
-            templates=self.templates, steps=steps, exports=exports, budget=budget,
+            templates=self.templates, steps=steps, exports=exports, budget=budget, loops=loops,
         )
         prog.fingerprint = digest({"sources": {k: v.fingerprint for k, v in self.sources.items()},
-                                   "steps": [s.fingerprint for s in steps]})
+                                   "steps": [s.fingerprint for s in steps], "loops": [lp.fingerprint for lp in loops]})
         return prog
 
     def _check_duplicates(self, decls: tuple[ast.Decl, ...]) -> None:
@@ -444,6 +463,9 @@ class _Checker:
                          hint=f"e.g. step {name} = {d.op.func}(seeds, ...)", code="missing-input")
                 deps[name] = None
                 continue
+            if inp in self.loop_nodes:
+                deps[name] = None
+                continue
             if inp not in self.step_decls and inp not in self.sources:
                 known = list(self.step_decls) + list(self.sources)
                 if "." in inp:  # alias.name of an import
@@ -515,6 +537,11 @@ class _Checker:
         for name, spec in op.options.items():
             if name not in opts:
                 opts[name] = spec.default
+        if op.select is not None:
+            op = op.select(opts)
+            for name, spec in op.options.items():
+                if name not in opts:
+                    opts[name] = spec.default
         if op.uses_model:
             mname = opts.get("model")
             if mname is None:
@@ -524,7 +551,7 @@ class _Checker:
             if opts.get("prompt") is None:
                 opts["prompt"] = _default_prompt(op)
             # template variables must exist at this point of the graph
-            avail = set(fields_in) | {"input"} | set(self.params)
+            avail = set(fields_in) | {"input"} | set(self.params) | set(op.template_vars)
             for key in ("prompt", "system"):
                 text = opts.get(key)
                 if text is None:
@@ -552,10 +579,10 @@ class _Checker:
             for spec_out, o in zip(op.outputs, d.outputs, strict=False):
                 rename[spec_out.name] = o.name
                 explicit[o.name] = o
-        fields_out = dict(fields_in)
+        fields_out = dict(fields_in) if op.inherit else {}
         for orig, new in rename.items():
             o = explicit.get(new)
-            if new in fields_in and not (o is not None and o.replace):
+            if new in fields_out and not (o is not None and o.replace):
                 span = o.span if o is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
                          hint=f"rename it (-> {new}_2) or write '-> replace {new}' to overwrite on purpose",
@@ -617,6 +644,13 @@ class _Checker:
             self.err(f"option '{spec.name}' needs a field name", v.span, hint=f"fields here: {', '.join(sorted(fields))}",
                      code="type-mismatch")
             return None
+        if kind == KIND_NODE:
+            if isinstance(v, ast.Name) and v.id in self.fields:
+                return v.id
+            name = v.id if isinstance(v, ast.Name) else None
+            self.err(f"option '{spec.name}' needs the name of a source or step declared before it", v.span,
+                     hint=did_you_mean(name or "", list(self.fields)), code="unknown-name", name=name, kind="node")
+            return None
         if kind == KIND_EXPR:
             self._check_expr(v, fields)
             return v
@@ -654,7 +688,7 @@ class _Checker:
         if not isinstance(d.step, ast.Name):
             self.err("export needs a step or source name", d.step.span, code="unknown-name")
             return None
-        if d.step.id not in self.steps and d.step.id not in self.sources:
+        if d.step.id not in self.steps and d.step.id not in self.sources and d.step.id not in self.loop_nodes:
             self.err(f"unknown step '{d.step.id}'", d.step.span, hint=did_you_mean(d.step.id, list(self.steps) + list(self.sources)),
                      code="unknown-name", name=d.step.id, kind="step")
             return None

@@ -56,6 +56,7 @@ class EmbeddedEngine:
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
         self._llm: Any = None
+        self._llm_lp: Any = None   # a second context with logits_all=True, loaded only when logprobs are asked
         self._lock = threading.Lock()
 
     def _path(self) -> Path:
@@ -83,6 +84,17 @@ class EmbeddedEngine:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from None
+
+    def _logprob_model(self) -> Any:
+        """llama.cpp returns logprobs only from a context built with ``logits_all=True``; load one on first need."""
+        if self._llm_lp is None:
+            import llama_cpp
+
+            self._llm_lp = llama_cpp.Llama(
+                model_path=str(self._path()), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                n_threads_batch=self.n_threads, verbose=False, logits_all=True,
+            )
+        return self._llm_lp
 
     def count_tokens(self, messages: Iterable[dict[str, str]]) -> int:
         """Rough prompt length in tokens (the content tokenized, plus a margin for the template)."""
@@ -127,7 +139,8 @@ class EmbeddedEngine:
                 kwargs["logprobs"] = True
                 kwargs["top_logprobs"] = req.logprobs
             with self._lock:
-                out = self._llm.create_chat_completion(**kwargs)
+                llm = self._logprob_model() if req.logprobs is not None else self._llm
+                out = llm.create_chat_completion(**kwargs)
         except (ValueError, RuntimeError) as exc:
             return Result(req.key, finish_reason="error", error=f"llama.cpp: {exc}",
                           latency_s=time.perf_counter() - t0)
@@ -152,6 +165,9 @@ class EmbeddedEngine:
         if self._llm is not None:
             self._llm.close() if hasattr(self._llm, "close") else None
             self._llm = None
+        if self._llm_lp is not None:
+            self._llm_lp.close() if hasattr(self._llm_lp, "close") else None
+            self._llm_lp = None
 
 
 def make_embedded(model_id: str = DEFAULT_MODEL_ID, n_ctx: int = 2048, n_threads: int | None = None,

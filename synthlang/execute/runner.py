@@ -24,7 +24,7 @@ from synthlang.engines.base import SamplingParams
 from synthlang.errors import BudgetExceeded, EngineError
 from synthlang.execute.budget import Budget, call_cost, prompt_estimate
 from synthlang.execute.sources import load_source
-from synthlang.ops.base import RowFailure
+from synthlang.ops.base import KIND_NODE, RowContext, RowFailure
 from synthlang.plan.keys import call_key, digest, row_id
 from synthlang.plan.program import ModelSpec, Program, SourceSpec, StepSpec
 from synthlang.store import Store
@@ -118,6 +118,7 @@ class _Task:
     messages: tuple[dict[str, str], ...] = ()
     sampling: SamplingParams | None = None
     json_schema: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner:
@@ -147,6 +148,8 @@ class Runner:
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.summary = RunSummary(self.run_id, program.name, str(store.path))
         self.outputs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self.current_round = 0   # set by execute/loops.py while a loop body runs
+        self.pool_all: dict[str, list[tuple[str, dict[str, Any]]]] = {}   # a running loop's whole pools
         self.budget = budget if budget is not None else Budget.from_limits(program.budget)
         self.retry_failed = retry_failed
         self._stop: str | None = None
@@ -172,9 +175,13 @@ class Runner:
         try:
             for src in prog.sources.values():
                 self._source(src)
-            for st in prog.steps:
+            from synthlang.execute.loops import run_loops_at
+
+            for i, st in enumerate(prog.steps):
+                run_loops_at(self, i)
                 self._check_stop()
                 self._step(st)
+            run_loops_at(self, len(prog.steps))
             self.store.refresh_views({st.name: st.fields_out for st in prog.steps}
                                      | {s.name: prog.node_fields(s.name) for s in prog.sources.values()})
             from synthlang.execute.export import export_rows
@@ -265,7 +272,7 @@ class Runner:
         return {
             "row_id": rid, "parents": parents if parents is not None else (task_parent,), "data": data,
             "status": status, "error": error, "raw": raw, "call_key": key, "sample_index": sample,
-            "step_fingerprint": st.fingerprint, "operator": st.op.name,
+            "step_fingerprint": st.fingerprint, "operator": st.op.name, "round": self.current_round,
             "model": st.model.name if st.model else None,
             "template_hash": template_hash(st.opts["prompt"]) if st.opts.get("prompt") else None,
         }
@@ -273,7 +280,7 @@ class Runner:
     def _row_step(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]], stats: StepStats) -> list[tuple[str, dict[str, Any]]]:
         assert st.op.apply is not None
         self.progress.start_step(st.name, len(parents))
-        results = st.op.apply([d for _, d in parents], st.opts)
+        results = st.op.run_apply([d for _, d in parents], st.opts, self._context(st, parents))
         out: list[tuple[str, dict[str, Any]]] = []
         records = []
         per_parent: dict[tuple[int, ...], int] = defaultdict(int)
@@ -282,7 +289,7 @@ class Runner:
             k = per_parent[idx]
             per_parent[idx] += 1
             rid = row_id(st.fingerprint, pids, k)
-            data = {**parents[idx[0]][1], **{st.rename.get(f, f): v for f, v in fields.items()}} if idx else \
+            data = {**parents[idx[0]][1], **{st.rename.get(f, f): v for f, v in fields.items()}} if idx and st.op.inherit else \
                 {st.rename.get(f, f): v for f, v in fields.items()}
             out.append((rid, data))
             records.append(self._row_record(st, pids[0] if pids else "", k, rid, data, parents=pids))
@@ -293,6 +300,18 @@ class Runner:
         self.progress.advance(len(parents))
         self.progress.end_step()
         return out
+
+    def _context(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]]) -> RowContext:
+        """The :class:`RowContext` for a step: round, params, rows of ``node`` options, parent ids."""
+        nodes = {}
+        for name, spec in st.op.options.items():
+            ref = st.opts.get(name)
+            if spec.kind == KIND_NODE and isinstance(ref, str) and ref in self.outputs:
+                nodes[ref] = [d for _, d in self.pool_all.get(ref, self.outputs[ref])]
+        pids = self.store.parents_of([rid for rid, _ in parents]) if st.op.takes_context else {}
+        return RowContext(round=self.current_round, params=dict(self.program.params), nodes=nodes,
+                          row_ids=[rid for rid, _ in parents], parent_ids=[pids.get(rid, ()) for rid, _ in parents],
+                          base_dir=self.program.base_dir)
 
     def _engine(self, m: ModelSpec) -> Engine:
         if m.name not in self.engines:
@@ -306,7 +325,14 @@ class Runner:
         m = st.model
         assert m is not None and st.op.postprocess is not None
         n = int(st.opts.get("n") or 1)
-        tasks = [_Task(pid, pdata, k, row_id(st.fingerprint, (pid,), k)) for pid, pdata in parents for k in range(n)]
+        extras: list[dict[str, Any]] = [{} for _ in parents]
+        if st.op.prepare is not None:
+            extras = st.op.prepare([d for _, d in parents], st.opts, self._context(st, parents))
+        schema = st.op.json_schema(st.opts) if st.op.json_schema else None
+        lp = st.op.wants_logprobs(st.opts)
+        tasks = [_Task(pid, pdata, k, row_id(st.fingerprint, (pid,), k), json_schema=ex.get("__schema__", schema),
+                       extra={x: v for x, v in ex.items() if x != "__schema__"})
+                 for (pid, pdata), ex in zip(parents, extras, strict=True) for k in range(int(ex.get("__n__", n)))]
         self.progress.start_step(st.name, len(tasks))
         done = self.store.ok_rows([t.row_id for t in tasks])
         results: dict[str, dict[str, Any]] = dict(done)
@@ -321,14 +347,14 @@ class Runner:
         failed_now: list[dict[str, Any]] = []
         for t in todo:
             try:
-                t.messages = self._messages(st, t.parent)
+                t.messages = self._messages(st, {**t.parent, **{k: v for k, v in t.extra.items() if k != "__n__"}})
             except TemplateError as exc:
                 failed_now.append(self._row_record(st, t.parent_id, t.sample, t.row_id, t.parent, "failed",
                                                    f"template failed to render: {exc}"))
                 continue
             t.sampling = sampling
             t.key, t.seed = call_key(m.kind, m.model_id, list(t.messages), sampling_key, t.sample,
-                                     st.opts.get("seed"), t.json_schema, m.key_options.get("revision"))
+                                     st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), lp)
         if failed_now:
             self.store.write_rows(self.run_id, st.name, failed_now)
             stats.rows_failed += len(failed_now)
@@ -347,7 +373,7 @@ class Runner:
         pending = [ts[0] for key, ts in by_key.items() if key not in cached]
         if pending:
             engine = self._engine(m)
-            reqs = [Request(t.key, t.messages, sampling, t.seed, None, t.json_schema) for t in pending]
+            reqs = [Request(t.key, t.messages, sampling, t.seed, lp, t.json_schema) for t in pending]
             self.store.release(force=True)   # free the file for readers while the engine works
             for res in engine.generate(self._admit(reqs, m)):
                 ts = by_key[res.key]
@@ -371,7 +397,7 @@ class Runner:
         return sp
 
     def _messages(self, st: StepSpec, row: dict[str, Any]) -> tuple[dict[str, str], ...]:
-        values = {**self.program.params, **row}
+        values = {**self.program.params, "round": self.current_round, **row}
         if st.op.prompt_vars:
             values.update(st.op.prompt_vars(row, st.opts))
         msgs: list[dict[str, str]] = []
@@ -400,7 +426,7 @@ class Runner:
             err: str | None = None
             if call.get("error"):
                 err = f"call failed: {call['error']}"
-            elif call.get("finish_reason") == "length":
+            elif call.get("finish_reason") == "length" and st.opts.get("on_truncation") != "keep":
                 err = "completion truncated at max_tokens (finish_reason=length)"
             elif call.get("finish_reason") == "content_filter":
                 err = "completion blocked by the content filter"
@@ -408,14 +434,16 @@ class Runner:
                 err = "empty completion"
             if err is None:
                 try:
-                    fields = st.op.postprocess(t.parent, text, st.opts)
+                    truncated = {"__truncated__": True} if call.get("finish_reason") == "length" else {}
+                    fields = st.op.post({**t.parent, **t.extra, **truncated}, text, st.opts, call.get("logprobs"))
                 except RowFailure as exc:
                     err = str(exc)
             if err is not None:
                 stats.rows_failed += 1
                 records.append(self._row_record(st, t.parent_id, t.sample, t.row_id, t.parent, "failed", err, text, t.key))
                 continue
-            data = {**t.parent, **{st.rename.get(f, f): v for f, v in fields.items()}}
+            base = t.parent if st.op.inherit else {}
+            data = {**base, **{st.rename.get(f, f): v for f, v in fields.items()}}
             results[t.row_id] = data
             records.append(self._row_record(st, t.parent_id, t.sample, t.row_id, data, raw=None, key=t.key))
         self.store.commit_result(self.run_id, st.name, new_call, records)

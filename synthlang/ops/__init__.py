@@ -1,10 +1,39 @@
-"""Operator implementations, one registry (:data:`OPERATORS`)."""
+"""Operator implementations, one registry (:data:`OPERATORS`).
+
+See docs/operators.md for every operator's options, defaults, fields and source.
+"""
 
 from __future__ import annotations
 
-from synthlang.ops.base import Operator, Option, OutputField, RowFailure
+from dataclasses import replace
+from typing import Any
+
+from synthlang.ops.base import LLM_OPTIONS, Operator, Option, OutputField, RowFailure, options
 from synthlang.ops.core import ANSWER, GENERATE, REPHRASE, VERIFY
+from synthlang.ops.methods import EVOLVE, JUDGE, LABEL, NEW_QUESTION, PROBE, REVERSE, STRATEGY, VERIFY_LLM
+from synthlang.ops.rowops import CURRICULUM, DECONTAMINATE, DEDUP, ELIMINATE, FILTER, REPORT, SELECT, VERIFY_MAJORITY
 
-OPERATORS: dict[str, Operator] = {op.name: op for op in (GENERATE, REPHRASE, ANSWER, VERIFY)}
+_VERIFY_GOLD = VERIFY
 
-__all__ = ["OPERATORS", "Operator", "Option", "OutputField", "RowFailure"]
+
+def _verify_select(opts: dict[str, Any]) -> Operator:
+    mode = opts.get("mode") or "gold"
+    return {"gold": _VERIFY_GOLD, "majority": VERIFY_MAJORITY, "llm": VERIFY_LLM}[mode]
+
+
+# verify accepts the union of its modes' options; the checker picks the mode's implementation.
+VERIFY = replace(_VERIFY_GOLD, options={**{o.name: o for o in LLM_OPTIONS}, **VERIFY_LLM.options, **VERIFY_MAJORITY.options,
+                                        **_VERIFY_GOLD.options}, select=_verify_select)
+
+
+def _report_select(opts: dict[str, Any]) -> Operator:
+    return replace(REPORT, inherit=bool(opts.get("per_row")))
+
+
+REPORT_SELECTING = replace(REPORT, inherit=False, select=_report_select)
+
+OPERATORS: dict[str, Operator] = {op.name: op for op in (
+    GENERATE, REPHRASE, ANSWER, NEW_QUESTION, EVOLVE, REVERSE, VERIFY, LABEL, JUDGE, FILTER, SELECT, DEDUP,
+    DECONTAMINATE, PROBE, CURRICULUM, REPORT_SELECTING, ELIMINATE, STRATEGY)}
+
+__all__ = ["OPERATORS", "Operator", "Option", "OutputField", "RowFailure", "options"]

@@ -27,10 +27,34 @@ KIND_FLOAT = "float"
 KIND_BOOL = "bool"
 KIND_LIST = "list"
 KIND_CHOICE = "choice"
+KIND_NODE = "node"            # the name of a source or step (its rows are handed to the operator)
 
 
 class RowFailure(Exception):
     """Post-processing could not produce a row; the row is stored as failed with this reason."""
+
+
+@dataclass
+class RowContext:
+    """What a row operator or a ``prepare`` hook may see besides its input rows.
+
+    Attributes:
+        round: the loop round (0 outside loops).
+        params: the recipe's params.
+        nodes: rows of other sources/steps by name, for options of kind ``node``
+            (``against=pool``); each a list of row dicts.
+        row_ids: the input rows' ids, in order.
+        parent_ids: for each input row, the ids of its own parents (sibling
+            samples of one LLM step share a parent).
+        base_dir: the recipe's folder (relative data paths resolve against it).
+    """
+
+    round: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    nodes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    row_ids: list[str] = field(default_factory=list)
+    parent_ids: list[tuple[str, ...]] = field(default_factory=list)
+    base_dir: Path = Path(".")
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,8 @@ LLM_OPTIONS = (
     Option("prompt", KIND_TEMPLATE, doc="the user prompt template (default: the operator's own)"),
     Option("system", KIND_TEMPLATE, doc="an optional system prompt template"),
     Option("n", KIND_INT, 1, doc="samples per input row; each sample is one call and one row"),
+    Option("on_truncation", KIND_CHOICE, "fail", choices=("fail", "keep"), post=True,
+           doc="a reply cut at max_tokens: fail the row (default) or keep it (the row gets __truncated__ for postprocess)"),
 ) + SAMPLING_OPTIONS
 
 
@@ -96,6 +122,20 @@ class Operator:
         apply: ``(rows, opts) -> [(parent_indexes, new_fields)]`` for row
             operators; pure.
         prompt_vars: ``(row, opts) -> extra template variables``.
+        prepare: ``(rows, opts, ctx) -> [extra template variables per row]`` for
+            LLM operators that need the whole input (few-shot examples drawn
+            from the pool, a budget split over seeds). The key ``__n__`` in a
+            row's dict overrides that row's sample count; ``__schema__`` sets its JSON schema.
+        json_schema: ``opts -> JSON schema | None``; the reply must follow it.
+        logprobs: ``opts -> top-k | None``; ask the engine for token logprobs,
+            handed to ``postprocess`` as its fourth argument when set.
+        takes_context: ``apply`` takes a third argument, a :class:`RowContext`.
+        inherit: output rows keep their parent's fields (``False``: only the
+            operator's outputs, e.g. a brand-new question or a per-class report).
+        select: ``opts -> Operator``; picks the implementation from the options
+            (``verify(mode="llm")`` is an LLM operator, the other modes are not).
+        template_vars: variables its ``prompt_vars``/``prepare`` add, beyond
+            ``input``; the checker accepts them in prompts.
     """
 
     name: str
@@ -105,10 +145,36 @@ class Operator:
     outputs: tuple[OutputField, ...]
     uses_model: bool
     default_prompt: str | None = None
-    postprocess: Callable[[dict[str, Any], str, dict[str, Any]], dict[str, Any]] | None = None
-    apply: Callable[[Sequence[dict[str, Any]], dict[str, Any]], list[tuple[tuple[int, ...], dict[str, Any]]]] | None = None
+    postprocess: Callable[..., dict[str, Any]] | None = None
+    apply: Callable[..., list[tuple[tuple[int, ...], dict[str, Any]]]] | None = None
     prompt_vars: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+    prepare: Callable[..., list[dict[str, Any]]] | None = None
+    json_schema: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    logprobs: Callable[[dict[str, Any]], int | None] | None = None
+    takes_context: bool = False
+    inherit: bool = True
+    select: Callable[[dict[str, Any]], Operator] | None = None
+    template_vars: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def wants_logprobs(self, opts: dict[str, Any]) -> int | None:
+        """Top-k logprobs to request for a step with these options, or ``None``."""
+        return self.logprobs(opts) if self.logprobs else None
+
+    def post(self, row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
+        """Run :attr:`postprocess`, passing logprobs to operators that asked for them."""
+        assert self.postprocess is not None
+        if self.logprobs is not None:
+            return self.postprocess(row, text, opts, logprobs)  # type: ignore[call-arg]
+        return self.postprocess(row, text, opts)
+
+    def run_apply(self, rows: Sequence[dict[str, Any]], opts: dict[str, Any],
+                  ctx: RowContext | None = None) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
+        """Run :attr:`apply`, passing the context to operators that take it."""
+        assert self.apply is not None
+        if self.takes_context:
+            return self.apply(rows, opts, ctx or RowContext())  # type: ignore[call-arg]
+        return self.apply(rows, opts)
 
     def default_prompt_text(self) -> str | None:
         if self.default_prompt is None:

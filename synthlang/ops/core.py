@@ -103,19 +103,26 @@ def numbers_equal(a: Any, b: Any, rel_tol: float = 1e-6) -> bool:
 
 
 def _verify_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any]) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
-    out = []
+    """Gold mode: ``math-verify`` numeric and symbolic equivalence, with our own timeout per row."""
+    from synthlang.ops.mathcheck import equivalent
+
+    out: list[tuple[tuple[int, ...], dict[str, Any]]] = []
     f, g = opts["field"], opts["gold"]
+    timeout = float(opts.get("timeout") or 5.0)
     for i, row in enumerate(rows):
         pred, gold = row.get(f), row.get(g)
-        pn, gn = parse_number(pred), parse_number(gold)
-        if gn is None:
-            verdict, reason = False, f"no number in gold field '{g}'"
-        elif pn is None:
-            verdict, reason = False, f"no number in field '{f}'"
-        elif numbers_equal(pn, gn, opts.get("tolerance") or 1e-6):
-            verdict, reason = True, f"{pn} equals gold {gn}"
+        if gold is None or (isinstance(gold, str) and not gold.strip()):
+            verdict, reason = False, f"gold field '{g}' is empty"
+        elif pred is None or (isinstance(pred, str) and not pred.strip()):
+            verdict, reason = False, f"field '{f}' is empty"
         else:
-            verdict, reason = False, f"{pn} differs from gold {gn}"
+            eq = equivalent(gold, pred, timeout)
+            if eq is None:
+                verdict, reason = False, f"comparison timed out after {timeout} s"
+            elif eq:
+                verdict, reason = True, f"{pred!s:.60} equals gold {gold}"
+            else:
+                verdict, reason = False, f"{pred!s:.60} differs from gold {gold}"
         out.append(((i,), {"verified": verdict, "verify_reason": reason}))
     return out
 
@@ -164,12 +171,16 @@ ANSWER = Operator(
 
 VERIFY = Operator(
     name="verify",
-    doc="Check an answer against a gold field by numeric equivalence; the verdict becomes a column.",
-    source="Balancing Cost (2024); RevThink (2024)",
+    doc="Check answers: against gold (math-verify numeric/symbolic equivalence), by self-consistency majority "
+        "over sibling samples, or by an LLM consistency check (RevThink). The verdict becomes a column.",
+    source="Balancing Cost (2024); RevThink (2024); self-consistency (Wang et al., 2022)",
     options=options(
+        Option("mode", KIND_CHOICE, "gold", choices=("gold", "majority", "llm"),
+               doc="gold: compare with a gold field; majority: vote over samples of the same parent; llm: ask a model"),
         Option("field", KIND_FIELD, "final_answer", doc="the predicted answer", post=True),
-        Option("gold", KIND_FIELD, "gold", doc="the gold answer", post=True),
-        Option("tolerance", KIND_FLOAT, 1e-6, doc="relative tolerance of the numeric comparison", post=True),
+        Option("gold", KIND_FIELD, "gold", doc="the gold answer (mode=gold)", post=True),
+        Option("timeout", KIND_FLOAT, 5.0, doc="seconds allowed per comparison (mode=gold); slower counts as a mismatch", post=True),
+        Option("tolerance", KIND_FLOAT, 1e-6, doc="kept for compatibility; math-verify rounds floats to 6 places", post=True),
     ),
     outputs=(OutputField("verified", "bool", "whether the answer equals the gold"),
              OutputField("verify_reason", "str", "why")),

@@ -96,6 +96,32 @@ class ExportSpec:
     span: Span | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class LoopSpec:
+    """A resolved ``loop NAME(rounds=N, until=EXPR, train="cmd") { steps; feed POOL from STEP }``.
+
+    Attributes:
+        name: the loop's name; after the loop it names every row fed back, all rounds.
+        rounds: the most rounds to run.
+        until: stop condition over ``round``, ``new_rows``, ``pool_rows``, checked after each round.
+        train: an external command run between rounds, or ``None``.
+        steps: the body's steps in dependency order.
+        feeds: ``(pool, step)`` pairs: the new rows of ``step`` join ``pool`` for the next round.
+        position: index into :attr:`Program.steps` before which the loop runs.
+        fingerprint: content hash of the loop's body.
+    """
+
+    name: str
+    rounds: int
+    until: ast.Expr | None
+    train: str | None
+    steps: list[StepSpec]
+    feeds: list[tuple[str, str]]
+    position: int
+    fingerprint: str
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
 @dataclass
 class Program:
     """A checked recipe, ready to plan or run."""
@@ -112,12 +138,16 @@ class Program:
     exports: list[ExportSpec]
     budget: dict[str, Any]
     fingerprint: str = ""
+    loops: list[LoopSpec] = field(default_factory=list)
 
     def node_fields(self, name: str) -> dict[str, str]:
         if name in self.sources:
             s = self.sources[name]
             return {**s.fields, **{n: "any" for n, _ in s.derived}}
-        for st in self.steps:
+        for st in self.steps + [b for lp in self.loops for b in lp.steps]:
             if st.name == name:
                 return st.fields_out
+        for lp in self.loops:
+            if lp.name == name:
+                return self.node_fields(lp.feeds[0][0])
         raise KeyError(name)

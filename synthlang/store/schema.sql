@@ -106,6 +106,20 @@ CREATE TABLE IF NOT EXISTS exports (
     created_at TIMESTAMP
 );
 
+-- One row per external training command a loop ran between rounds (synthlang itself never trains).
+CREATE TABLE IF NOT EXISTS train_runs (
+    run_id VARCHAR,
+    loop VARCHAR,
+    round INTEGER,
+    command VARCHAR,                -- the command as run, placeholders filled in
+    data_path VARCHAR,              -- the JSONL of pool rows handed to it
+    output_path VARCHAR,            -- where it was asked to write (SYNTH_TRAIN_OUT)
+    inputs_digest VARCHAR,          -- digest of the fed row ids: a resumed run skips a finished command
+    exit_status INTEGER,
+    output_tail VARCHAR,            -- last 4000 characters of stdout+stderr
+    seconds DOUBLE,
+    created_at TIMESTAMP
+);
 -- OpenAI Batch API jobs (engine openai, batch=true): a restarted run resumes the job instead of resubmitting.
 CREATE TABLE IF NOT EXISTS batch_jobs (
     job_key VARCHAR PRIMARY KEY,     -- sha256 over endpoint, model and the sorted call keys of the batch

@@ -365,6 +365,31 @@ class Store:
         self.con.execute(
             "INSERT OR IGNORE INTO run_rows SELECT ?, unnest(?), ?, true", [run_id, list(row_ids), step])
 
+    def parents_of(self, row_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """Lineage parents of each row among ``row_ids`` (sorted), by row id."""
+        out: dict[str, list[str]] = {}
+        for i in range(0, len(row_ids), 1000):
+            chunk = list(row_ids[i:i + 1000])
+            for c, p in self.con.execute(
+                    "SELECT child_id, parent_id FROM lineage WHERE child_id IN (SELECT unnest(?)) ORDER BY parent_id",
+                    [chunk]).fetchall():
+                out.setdefault(c, []).append(p)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def record_train(self, run_id: str, info: dict[str, Any]) -> None:
+        """Record one external training command run between loop rounds (table ``train_runs``)."""
+        self.con.execute(
+            "INSERT INTO train_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, info["loop"], info["round"], info["command"], info.get("data_path"), info.get("output_path"),
+             info.get("inputs_digest"), info.get("exit_status"), info.get("output_tail"), info.get("seconds"), _now()])
+
+    def finished_train(self, loop: str, round_: int, command: str, inputs_digest: str) -> bool:
+        """Whether an earlier run already ran this training command on the same rows with exit status 0."""
+        row = self.con.execute(
+            "SELECT 1 FROM train_runs WHERE loop=? AND round=? AND command=? AND inputs_digest=? AND exit_status=0 LIMIT 1",
+            [loop, round_, command, inputs_digest]).fetchone()
+        return row is not None
+
     def record_export(self, run_id: str, step: str, path: str, fmt: str, rows: int) -> None:
         self.con.execute("INSERT INTO exports VALUES (?, ?, ?, ?, ?, ?)", [run_id, step, path, fmt, rows, _now()])
 
