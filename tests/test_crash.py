@@ -210,14 +210,17 @@ def test_readers_work_while_a_run_writes(tmp_path):
 def test_sigkill_real_embedded_engine_resumes(tmp_path):
     root = tmp_path
     shutil.copytree(REPO / "recipes" / "data", root / "data")
-    write(root / "e.synth", RECIPE.replace("fake(temperature=0.5, max_tokens=32)", "embedded(temperature=0.7, max_tokens=12)")
-          .replace("limit: int = 12", "limit: int = 3").replace("n=2", "n=1"))
+    # 8 seeds x 2 calls at 24 tokens: several seconds of work even on a quiet machine, so the kill
+    # after the first committed call lands mid-run (3 seeds at 12 tokens could finish first).
+    write(root / "e.synth", RECIPE.replace("fake(temperature=0.5, max_tokens=32)", "embedded(temperature=0.7, max_tokens=24)")
+          .replace("limit: int = 12", "limit: int = 8").replace("n=2", "n=1"))
     db = root / ".synth" / "synth.duckdb"
     p = start("run", "e.synth", "--quiet", cwd=root, delay=0)
     wait_for_calls(db, 1, p, timeout=240)
     p.send_signal(signal.SIGKILL)
     p.communicate()
     assert p.returncode == -signal.SIGKILL, "the run finished before the kill"
+    assert sql(db, "select status from runs") == [("running",)], "the kill landed after the run had finished"
     before = calls_by_key(db)
     assert len(before) >= 1
     r = synth("run", "e.synth", "--quiet", cwd=root, timeout=300)
@@ -226,6 +229,6 @@ def test_sigkill_real_embedded_engine_resumes(tmp_path):
     assert {k: after[k] for k in before} == before          # no finished call issued again
     counts = invariants(db)
     ok_r = sql(db, "select count(*) from rows where step='r' and status='ok'")[0][0]
-    assert len(after) == 3 + ok_r        # one call per seed, one per rephrasing that made it (12 tokens may truncate)
-    assert counts["seeds"] == 3 and counts["r"] == 3 and counts.get("a", 0) == ok_r
+    assert len(after) == 8 + ok_r        # one call per seed, one per rephrasing that made it (24 tokens may truncate)
+    assert counts["seeds"] == 8 and counts["r"] == 8 and counts.get("a", 0) == ok_r
     assert sql(db, "select status from runs order by started_at") == [("killed",), ("finished",)]
