@@ -146,14 +146,13 @@ class ExprError(SynthError):
     """An expression failed at run time for one row (for example ``1 / 0``)."""
 
 
-def free_names(e: ast.Expr) -> list[ast.Name]:
-    """Every field name an expression reads, in source order."""
-    out: list[ast.Name] = []
+def subexpressions(e: ast.Expr) -> list[ast.Expr]:
+    """Every node of an expression tree, parents before children, in source order."""
+    out: list[ast.Expr] = []
 
     def walk(x: Any) -> None:
-        if isinstance(x, ast.Name):
-            out.append(x)
-        elif isinstance(x, ast.Call):
+        out.append(x)
+        if isinstance(x, ast.Call):
             for a in x.args:
                 walk(a.value)
         elif isinstance(x, ast.Binary):
@@ -172,6 +171,16 @@ def free_names(e: ast.Expr) -> list[ast.Name]:
 
     walk(e)
     return out
+
+
+def free_names(e: ast.Expr) -> list[ast.Name]:
+    """Every field name an expression reads, in source order."""
+    return [x for x in subexpressions(e) if isinstance(x, ast.Name)]
+
+
+def calls(e: ast.Expr) -> list[ast.Call]:
+    """Every function call in an expression, in source order."""
+    return [x for x in subexpressions(e) if isinstance(x, ast.Call)]
 
 
 NUMERIC = {"int", "float", "number"}

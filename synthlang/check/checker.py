@@ -16,7 +16,7 @@ from synthlang import ast
 from synthlang.engines import ENGINE_KINDS, ENGINE_OPTIONS
 from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
-from synthlang.expr import FUNCTIONS, evaluate, free_names, infer_type
+from synthlang.expr import FUNCTIONS, calls, evaluate, free_names, infer_type
 from synthlang.ops import OPERATORS
 from synthlang.ops.base import (
     KIND_BOOL,
@@ -212,7 +212,7 @@ class _Checker:
                 self.err(f"unknown name '{n.id}' in a constant expression", n.span, hint=hint or "only params can be used here",
                          code="unknown-name", name=n.id)
                 return None
-        for c in _calls(e):
+        for c in calls(e):
             if c.func not in FUNCTIONS:
                 self.err(f"unknown function '{c.func}'", c.span, hint=did_you_mean(c.func, list(FUNCTIONS)),
                          code="unknown-function", name=c.func)
@@ -434,7 +434,7 @@ class _Checker:
             if n.id not in env and n.id not in self.params:
                 self.err(f"unknown field '{n.id}'", n.span, hint=did_you_mean(n.id, list(env) + list(self.params)),
                          code="unknown-field", name=n.id, available=sorted(env))
-        for c in _calls(e):
+        for c in calls(e):
             fn = FUNCTIONS.get(c.func)
             if fn is None:
                 self.err(f"unknown function '{c.func}'", c.span, hint=did_you_mean(c.func, list(FUNCTIONS)),
@@ -749,32 +749,6 @@ def _default_prompt(op: Any) -> str | None:
     if op.name not in _PROMPTS:
         _PROMPTS[op.name] = op.default_prompt_text()
     return _PROMPTS[op.name]
-
-
-def _calls(e: ast.Expr) -> list[ast.Call]:
-    out: list[ast.Call] = []
-
-    def walk(x: Any) -> None:
-        if isinstance(x, ast.Call):
-            out.append(x)
-            for a in x.args:
-                walk(a.value)
-        elif isinstance(x, ast.Binary):
-            walk(x.left)
-            walk(x.right)
-        elif isinstance(x, ast.Unary):
-            walk(x.operand)
-        elif isinstance(x, ast.ListExpr):
-            for i in x.items:
-                walk(i)
-        elif isinstance(x, (ast.Index,)):
-            walk(x.obj)
-            walk(x.key)
-        elif isinstance(x, ast.Attr):
-            walk(x.obj)
-
-    walk(e)
-    return out
 
 
 def _is_type(v: Any, t: str) -> bool:
