@@ -62,3 +62,10 @@ def test_init_creates_a_recipe_that_checks(tmp_path):
     assert c.returncode == 0, c.stderr
     again = synth("init", str(tmp_path / "proj"), "--name", "demo")
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_mistyped_engine_in_model_flag_gives_one_error():
+    r = synth("plan", "recipes/quickstart.synth", "--model", "teacher=embeded()")
+    assert r.returncode == 1
+    assert "unknown engine 'embeded'" in r.stderr and "did you mean 'embedded'?" in r.stderr
+    assert "unknown model" not in r.stderr and r.stderr.strip().endswith("1 error")

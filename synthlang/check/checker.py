@@ -105,6 +105,7 @@ class _Checker:
         self.params: dict[str, Any] = {}
         self.param_types: dict[str, str] = {}
         self.models: dict[str, ModelSpec] = {}
+        self.broken_models: set[str] = set()  # declared, but with an error already reported
         self.templates: dict[str, str] = {}
         self.template_spans: dict[str, Span] = {}
         self.sources: dict[str, SourceSpec] = {}
@@ -260,6 +261,7 @@ class _Checker:
             self.err(f"unknown engine '{call.func}'", call.span,
                      hint=did_you_mean(call.func, list(ENGINE_KINDS)) or f"engines: {', '.join(ENGINE_KINDS)}",
                      code="unknown-engine", name=call.func, valid=list(ENGINE_KINDS))
+            self.broken_models.add(d.name)
             return
         pos = call.positional
         model_id = ""
@@ -603,6 +605,8 @@ class _Checker:
         if kind == KIND_MODEL:
             if isinstance(v, ast.Name) and v.id in self.models:
                 return v.id
+            if isinstance(v, ast.Name) and v.id in self.broken_models:
+                return next(iter(self.models))  # its declaration's error is reported; no follow-on errors
             q = imports.qualified(v)
             if q is not None and "." in q:
                 return q if imports.find(self, "model", q, v.span) is not None else None

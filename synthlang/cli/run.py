@@ -47,24 +47,47 @@ def parse_params(items: list[str]) -> dict[str, str]:
 
 
 class _RichProgress:
-    def __init__(self, progress: Progress) -> None:
+    """A rich progress bar on a terminal; plain progress lines (every 30 s and per step) otherwise."""
+
+    def __init__(self, progress: Progress, plain: bool = False) -> None:
         self.p = progress
+        self.plain = plain
         self.task: Any = None
         self.tokens = 0
         self.t0 = time.perf_counter()
+        self.name = ""
+        self.done = self.total = 0
+        self.last_line = 0.0
 
     def start_step(self, name: str, total: int) -> None:
         self.tokens = 0
-        self.t0 = time.perf_counter()
-        self.task = self.p.add_task(name, total=total, tps="")
+        self.t0 = self.last_line = time.perf_counter()
+        self.name, self.done, self.total = name, 0, total
+        if self.plain:
+            console.print(f"{name}: {total} to do", markup=False)
+        else:
+            self.task = self.p.add_task(name, total=total, tps="")
+
+    def _rate(self) -> str:
+        dt = max(time.perf_counter() - self.t0, 1e-6)
+        return f"{self.tokens / dt:6.1f} tok/s" if self.tokens else ""
 
     def advance(self, n: int = 1, tokens: int = 0) -> None:
         self.tokens += tokens
-        dt = max(time.perf_counter() - self.t0, 1e-6)
-        self.p.update(self.task, advance=n, tps=f"{self.tokens / dt:6.1f} tok/s" if self.tokens else "")
+        self.done += n
+        if self.plain:
+            now = time.perf_counter()
+            if now - self.last_line >= 30:
+                self.last_line = now
+                console.print(f"{self.name}: {self.done}/{self.total} {self._rate().strip()} "
+                              f"({now - self.t0:.0f} s)", markup=False)
+        else:
+            self.p.update(self.task, advance=n, tps=self._rate())
 
     def end_step(self) -> None:
-        pass
+        if self.plain:
+            console.print(f"{self.name}: {self.done}/{self.total} done in {time.perf_counter() - self.t0:.1f} s "
+                          f"{self._rate().strip()}", markup=False)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -77,11 +100,13 @@ def main(args: argparse.Namespace) -> int:
     program = check_file(args.recipe, parse_params(args.param), args.model, allow_outside=args.allow_outside)
     db = db_path(args)
     with Store(db) as store:
+        # Not a terminal (a log file, CI): plain progress lines instead of a bar that only shows at the end.
+        plain = not console.is_terminal and not args.quiet
         progress = Progress(TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console, disable=args.quiet)
+                            console=console, disable=args.quiet or plain)
         budget = Budget.from_limits(program.budget, args.max_calls, args.max_tokens, args.max_usd)
-        runner = Runner(program, store, _RichProgress(progress), argv=args.argv, budget=budget,
+        runner = Runner(program, store, _RichProgress(progress, plain=plain), argv=args.argv, budget=budget,
                         retry_failed=args.retry_failed)
         try:
             with progress:

@@ -57,8 +57,12 @@ def _escape(s: str, long: bool) -> str:
 
 
 def quote(s: str) -> str:
-    """A string literal whose parsed value is ``s``: ``\"\"\"`` form for dedented multi-line text."""
-    if "\n" in s and textwrap.dedent(s) == s and "\r" not in s:
+    """A string literal whose parsed value is ``s``: ``\"\"\"`` form for dedented multi-line text.
+
+    Short values with one newline (``stop=["\\n"]``) stay on one line with the escape.
+    """
+    multi_line = s.count("\n") >= 2 or ("\n" in s and len(s) > 60)
+    if multi_line and textwrap.dedent(s) == s and "\r" not in s:
         return '"""\n' + _escape(s, long=True) + '"""'
     return '"' + _escape(s, long=False) + '"'
 
