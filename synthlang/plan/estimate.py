@@ -35,7 +35,8 @@ def model_prices(m: ModelSpec | None) -> tuple[float, float] | None:
     pin = o.get("price_input", o.get("price_in"))
     pout = o.get("price_output", o.get("price_out"))
     if pin is None and pout is None:
-        return None
+        # Local engines bill no tokens: their cost is known to be zero unless a price is declared.
+        return (0.0, 0.0) if m.kind in ("embedded", "fake", "vllm") else None
     try:
         return float(pin or 0), float(pout or 0)
     except (TypeError, ValueError):
