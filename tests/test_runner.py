@@ -153,3 +153,15 @@ step labelled = generate(intents, model=m, prompt="Intent of: {{ text }}") -> la
     con = duckdb.connect(str(project / "db.duckdb"), read_only=True)
     words = [json.loads(d)["words"] for (d,) in con.execute("select data from rows where step='intents'").fetchall()]
     assert all(isinstance(w, int) and w > 0 for w in words)
+
+
+def test_template_variable_error_names_the_template_file_and_line(project):
+    write(project / "templates" / "bad.j2", "Solve:\n{{ questoin }}\n")
+    p = write(project / "r.synth", 'source s = jsonl("data/gsm8k/train_first1000.jsonl", limit=2) {\n  question: str\n}\n'
+                                   'template t = file("templates/bad.j2")\nstep a = answer(s, prompt=t)\n')
+    with pytest.raises(Diagnostics) as ei:
+        synthlang.check_file(p)
+    [err] = ei.value.errors
+    assert err.code == "template-variable" and err.data["template_file"] == "templates/bad.j2"
+    assert "(templates/bad.j2 line 2)" in err.message and err.hint == "did you mean 'question'?"
+    assert (err.span.line, err.span.col) == (5, 20)

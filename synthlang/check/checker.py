@@ -108,6 +108,7 @@ class _Checker:
         self.broken_models: set[str] = set()  # declared, but with an error already reported
         self.templates: dict[str, str] = {}
         self.template_spans: dict[str, Span] = {}
+        self.template_files: dict[str, str] = {}  # template name → its .j2 path as written in the recipe
         self.sources: dict[str, SourceSpec] = {}
         self.steps: dict[str, StepSpec] = {}
         self.step_decls: dict[str, ast.Step] = {}
@@ -346,6 +347,8 @@ class _Checker:
             return
         self.templates[d.name] = text
         self.template_spans[d.name] = d.span
+        if d.file is not None:
+            self.template_files[d.name] = d.file
 
     def _source(self, d: ast.Source) -> None:
         call = d.loader
@@ -564,11 +567,15 @@ class _Checker:
                     self.err(str(exc), kw[key].span if key in kw else d.span, code="template-syntax")
                     continue
                 missing = sorted(vs - avail)
+                tname = kw[key].value.id if key in kw and isinstance(kw[key].value, ast.Name) else None
+                tfile = self.template_files.get(tname) if tname else None
                 for v in missing:
                     where = kw[key].span if key in kw else d.span
-                    self.err(f"template variable '{v}' is not a field at step '{d.name}'", where,
+                    inside = f" ({tfile} line {_first_line_using(text, v)})" if tfile else ""
+                    self.err(f"template variable '{v}'{inside} is not a field at step '{d.name}'", where,
                              hint=did_you_mean(v, avail) or f"available: {', '.join(sorted(avail))}",
-                             code="template-variable", name=v, step=d.name, available=sorted(avail))
+                             code="template-variable", name=v, step=d.name, available=sorted(avail),
+                             **({"template_file": tfile} if tfile else {}))
         # outputs
         rename: dict[str, str] = {o.name: o.name for o in op.outputs}
         out_types = {o.name: o.type for o in op.outputs}
@@ -753,6 +760,17 @@ def _default_prompt(op: Any) -> str | None:
     if op.name not in _PROMPTS:
         _PROMPTS[op.name] = op.default_prompt_text()
     return _PROMPTS[op.name]
+
+
+def _first_line_using(text: str, name: str) -> int:
+    """1-based line of a template where ``name`` first appears as a word (1 when not found)."""
+    import re
+
+    pat = re.compile(rf"\b{re.escape(name)}\b")
+    for i, line in enumerate(text.splitlines(), start=1):
+        if pat.search(line):
+            return i
+    return 1
 
 
 def _is_type(v: Any, t: str) -> bool:
