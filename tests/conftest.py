@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
+
+# The small GSM8K recipe most runner tests share: 4 real seeds, rephrase, answer with n=2, verify.
+FAKE_RECIPE = """
+recipe t "test"
+param limit: int = 4
+model m = fake(temperature=0.5, max_tokens=32)
+source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=limit) {
+  question: str
+  answer: str
+  gold = final_number(answer)
+}
+step r = rephrase(seeds, model=m) -> rq
+step a = answer(r, model=m, field=rq, n=2)
+step v = verify(a, field=final_answer, gold=gold)
+export v to "out/v.jsonl" as jsonl
+"""
+
+
+def synth(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None,
+          timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real ``synth`` CLI in a subprocess, with this checkout first on PYTHONPATH."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "synthlang.cli.main", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
 
 
 @pytest.fixture

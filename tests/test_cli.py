@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from conftest import REPO, write
-
-
-def synth(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "synthlang.cli.main", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+from conftest import synth, write
 
 
 def test_syntax_error_prints_position_and_caret(tmp_path):

@@ -18,22 +18,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import REPO, write
+from conftest import FAKE_RECIPE, REPO, write
+from conftest import synth as run_synth
 
-RECIPE = """
-recipe crash "crash test"
-param limit: int = 12
-model m = fake(temperature=0.5, max_tokens=32)
-source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=limit) {
-  question: str
-  answer: str
-  gold = final_number(answer)
-}
-step r = rephrase(seeds, model=m) -> rq
-step a = answer(r, model=m, field=rq, n=2)
-step v = verify(a, field=final_answer, gold=gold)
-export v to "out/v.jsonl" as jsonl
-"""
+RECIPE = FAKE_RECIPE.replace("limit: int = 4", "limit: int = 12")
 EXPECTED_CALLS = 12 + 24
 
 
@@ -42,8 +30,7 @@ def _env(delay: float) -> dict[str, str]:
 
 
 def synth(*args: str, cwd: Path, delay: float = 0.0, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "synthlang.cli.main", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=_env(delay))
+    return run_synth(*args, cwd=cwd, env=_env(delay), timeout=timeout)
 
 
 def start(*args: str, cwd: Path, delay: float) -> subprocess.Popen:

@@ -6,13 +6,10 @@ Small: 3 GSM8K rows and max_tokens 48, so the whole file runs in well under a mi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import duckdb
 import pytest
-from conftest import REPO, write
+from conftest import REPO, synth, write
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +26,6 @@ step answered = answer(rephrased, model=teacher, field=rephrased_question, max_t
 step verified = verify(answered, field=final_answer, gold=gold)
 export verified to "out/verified" as hf
 """
-
-
-def synth(*args: str, cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "synthlang.cli.main", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,11 @@ summary, listed by SQL, and ``--retry-failed`` re-issues exactly their calls.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import duckdb
 import pytest
-from conftest import REPO, write
+from conftest import REPO, synth, write
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +22,6 @@ source seeds = jsonl("data/rf.jsonl") {{
 }}
 step g = generate(seeds, model=m, prompt="Answer in one word: {{{{ question }}}}")
 """
-
-
-def synth(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "synthlang.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def test_context_overflow_and_truncation_fail_rows_not_the_run(tmp_path):

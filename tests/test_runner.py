@@ -9,25 +9,12 @@ import json
 
 import duckdb
 import pytest
-from conftest import write
+from conftest import FAKE_RECIPE, write
 
 import synthlang
 from synthlang.errors import DataError, Diagnostics
 
-RECIPE = """
-recipe t "test"
-param limit: int = 4
-model m = embedded(temperature=0.5, max_tokens=32)
-source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=limit) {
-  question: str
-  answer: str
-  gold = final_number(answer)
-}
-step r = rephrase(seeds, model=m) -> rq
-step a = answer(r, model=m, field=rq, n=2)
-step v = verify(a, field=final_answer, gold=gold)
-export v to "out/v.jsonl" as jsonl
-"""
+RECIPE = FAKE_RECIPE
 
 
 def _run(project, fake_factory, text=RECIPE, **params):

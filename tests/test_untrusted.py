@@ -7,13 +7,10 @@ The engine is the deterministic fake (what is under test is rendering, checking 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import duckdb
 import pytest
-from conftest import REPO, write
+from conftest import synth, write
 
 import synthlang
 from synthlang.errors import Diagnostics
@@ -25,11 +22,6 @@ source seeds = jsonl("data/s.jsonl") {
   question: str
 }
 """
-
-
-def synth(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "synthlang.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 @pytest.fixture

@@ -95,6 +95,10 @@ SAMPLING_OPTIONS = (
     Option("seed", KIND_INT, doc="fixed sampling seed; default: derived from the call key"),
 )
 
+# Choices shared by several operators.
+EXTRACT_MODES = ("number", "boxed", "choice", "yesno", "text")
+VERIFY_MODES = ("gold", "majority", "llm")
+
 LLM_OPTIONS = (
     Option("model", KIND_MODEL, doc="the model that answers (default: the first declared model)"),
     Option("prompt", KIND_TEMPLATE, doc="the user prompt template (default: the operator's own)"),

@@ -14,10 +14,12 @@ from typing import Any
 
 from synthlang.expr import final_number, parse_number
 from synthlang.ops.base import (
+    EXTRACT_MODES,
     KIND_CHOICE,
     KIND_FIELD,
     KIND_FLOAT,
     LLM_OPTIONS,
+    VERIFY_MODES,
     Operator,
     Option,
     OutputField,
@@ -158,7 +160,7 @@ ANSWER = Operator(
     options=options(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "question", doc="the field holding the question"),
-        Option("extract", KIND_CHOICE, "number", choices=("number", "boxed", "choice", "yesno", "text"),
+        Option("extract", KIND_CHOICE, "number", choices=EXTRACT_MODES,
                doc="how the final answer is extracted from the reasoning", post=True),
     ),
     outputs=(OutputField("reasoning", "str", "the full reasoning"),
@@ -175,7 +177,7 @@ VERIFY = Operator(
         "over sibling samples, or by an LLM consistency check (RevThink). The verdict becomes a column.",
     source="Balancing Cost (2024); RevThink (2024); self-consistency (Wang et al., 2022)",
     options=options(
-        Option("mode", KIND_CHOICE, "gold", choices=("gold", "majority", "llm"),
+        Option("mode", KIND_CHOICE, "gold", choices=VERIFY_MODES,
                doc="gold: compare with a gold field; majority: vote over samples of the same parent; llm: ask a model"),
         Option("field", KIND_FIELD, "final_answer", doc="the predicted answer", post=True),
         Option("gold", KIND_FIELD, "gold", doc="the gold answer (mode=gold)", post=True),

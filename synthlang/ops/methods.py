@@ -20,6 +20,7 @@ from typing import Any
 
 from synthlang.errors import ConfigError
 from synthlang.ops.base import (
+    EXTRACT_MODES,
     KIND_BOOL,
     KIND_CHOICE,
     KIND_FIELD,
@@ -28,6 +29,7 @@ from synthlang.ops.base import (
     KIND_LIST,
     KIND_STR,
     LLM_OPTIONS,
+    VERIFY_MODES,
     Operator,
     Option,
     OutputField,
@@ -291,7 +293,7 @@ VERIFY_LLM = Operator(
     source="RevThink (2024)",
     options=options(
         *LLM_OPTIONS,
-        Option("mode", KIND_CHOICE, "llm", choices=("gold", "majority", "llm")),
+        Option("mode", KIND_CHOICE, "llm", choices=VERIFY_MODES),
         Option("field", KIND_FIELD, "question", doc="first text, {{ a }} in the prompt"),
         Option("other", KIND_FIELD, "backward_question", doc="second text, {{ b }} in the prompt"),
     ),
@@ -442,6 +444,17 @@ def _label_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: 
     return {"label": lb, "label_confidence": sequence_confidence(logprobs), "entities": None}
 
 
+# The closed-label-set options shared by `label` and `probe` (class mode).
+CLASS_LABEL_OPTIONS = (
+    Option("labels", KIND_LIST, None, doc="class mode: the closed label set"),
+    Option("labels_file", KIND_STR, None, doc="class mode: a JSON list of labels, relative to the recipe"),
+    Option("constrain", KIND_BOOL, True,
+           doc="class mode: constrain the reply to the label set (JSON-schema enum). llama.cpp reports logprobs of the "
+               "unconstrained distribution, so confidence is then a lower bound; set false for models that follow "
+               "instructions"),
+)
+
+
 LABEL = Operator(
     name="label",
     doc="A teacher annotates unlabeled text: one class from a closed label set with its confidence from token "
@@ -451,14 +464,9 @@ LABEL = Operator(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "text", doc="the text to annotate"),
         Option("mode", KIND_CHOICE, "class", choices=("class", "spans"), doc="class label or entity spans"),
-        Option("labels", KIND_LIST, None, doc="the closed label set (class mode)"),
-        Option("labels_file", KIND_STR, None, doc="a JSON list of labels, relative to the recipe (class mode)"),
+        *CLASS_LABEL_OPTIONS,
         Option("entity_types", KIND_LIST, None, doc="allowed entity types (spans mode)"),
         Option("grounded", KIND_BOOL, True, doc="spans mode: drop entities whose text is not in the input", post=True),
-        Option("constrain", KIND_BOOL, True,
-               doc="class mode: constrain the reply to the label set (JSON-schema enum). llama.cpp reports logprobs of the "
-                   "unconstrained distribution, so confidence is then a lower bound; set false for models that follow "
-                   "instructions"),
     ),
     outputs=(OutputField("label", "str", "the label (class mode)"),
              OutputField("label_confidence", "float", "class: probability of the reply; spans: mean token probability"),
@@ -572,14 +580,9 @@ PROBE = Operator(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "question", doc="the question/text shown to the student"),
         Option("gold", KIND_FIELD, "gold", doc="the gold answer or label", post=True),
-        Option("extract", KIND_CHOICE, "number", choices=("number", "boxed", "choice", "yesno", "text"),
+        Option("extract", KIND_CHOICE, "number", choices=EXTRACT_MODES,
                doc="how the student's answer is extracted (ignored when labels are given)", post=True),
-        Option("labels", KIND_LIST, None, doc="class mode: the closed label set"),
-        Option("labels_file", KIND_STR, None, doc="class mode: a JSON list of labels, relative to the recipe"),
-        Option("constrain", KIND_BOOL, True,
-               doc="class mode: constrain the reply to the label set (JSON-schema enum). llama.cpp reports logprobs of the "
-                   "unconstrained distribution, so confidence is then a lower bound; set false for models that follow "
-                   "instructions"),
+        *CLASS_LABEL_OPTIONS,
     ),
     outputs=(OutputField("probe_answer", "any", "the student's answer"),
              OutputField("probe_correct", "bool", "whether it matches gold"),

@@ -26,6 +26,7 @@ from synthlang.ops.base import (
     KIND_LIST,
     KIND_NODE,
     KIND_STR,
+    VERIFY_MODES,
     Operator,
     Option,
     OutputField,
@@ -414,7 +415,7 @@ VERIFY_MAJORITY = Operator(
     doc="Self-consistency: a majority vote over the samples of the same parent (or of a `group` field).",
     source="Self-consistency (Wang et al., 2022); Balancing Cost (2024)",
     options=options(
-        Option("mode", KIND_CHOICE, "majority", choices=("gold", "majority", "llm")),
+        Option("mode", KIND_CHOICE, "majority", choices=VERIFY_MODES),
         Option("field", KIND_FIELD, "final_answer", doc="the answer that votes"),
         Option("group", KIND_FIELD, None, doc="group rows by this field instead of by parent row"),
         Option("min_share", KIND_FLOAT, 0.5, doc="the majority must hold at least this share of the votes"),
