@@ -367,9 +367,19 @@ class Runner:
         cached = self.store.get_calls(list(by_key))
         for key in self._retry_keys(todo):
             cached.pop(key, None)
+        # Rows from cached calls cost no call, so they are committed in chunks rather than one
+        # transaction per call (a post-processing change recomputes a whole step from the cache).
+        batch: list[dict[str, Any]] = []
         for key, call in cached.items():
             stats.calls_cached += 1
-            self._finish(st, by_key[key], call, stats, results, new_call=None)
+            batch.extend(self._post_rows(st, by_key[key], call, stats, results))
+            if len(batch) >= 512:
+                self.store.write_rows(self.run_id, st.name, batch)
+                batch = []
+        if batch:
+            self.store.write_rows(self.run_id, st.name, batch)
+        if cached:
+            self.progress.advance(sum(len(by_key[k]) for k in cached))
         pending = [ts[0] for key, ts in by_key.items() if key not in cached]
         if pending:
             engine = self._engine(m)
@@ -418,7 +428,14 @@ class Runner:
 
     def _finish(self, st: StepSpec, tasks: list[_Task], call: dict[str, Any], stats: StepStats,
                 results: dict[str, dict[str, Any]], new_call: dict[str, Any] | None) -> None:
-        """Post-process one call's reply into rows for every task that asked it, and commit."""
+        """Post-process one new call's reply into rows and commit the call with them in one transaction."""
+        records = self._post_rows(st, tasks, call, stats, results)
+        self.store.commit_result(self.run_id, st.name, new_call, records)
+        self.progress.advance(len(tasks), int(call.get("completion_tokens") or 0) if new_call else 0)
+
+    def _post_rows(self, st: StepSpec, tasks: list[_Task], call: dict[str, Any], stats: StepStats,
+                   results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Row records (ok or failed with its reason) for every task that asked this call; pure but for stats."""
         assert st.op.postprocess is not None
         records = []
         for t in tasks:
@@ -446,8 +463,7 @@ class Runner:
             data = {**base, **{st.rename.get(f, f): v for f, v in fields.items()}}
             results[t.row_id] = data
             records.append(self._row_record(st, t.parent_id, t.sample, t.row_id, data, raw=None, key=t.key))
-        self.store.commit_result(self.run_id, st.name, new_call, records)
-        self.progress.advance(len(tasks), int(call.get("completion_tokens") or 0) if new_call else 0)
+        return records
 
     # ------------------------------------------------- stop, budget and retry
     # Kept apart from the step flow above: admission of each request (interrupt
