@@ -91,7 +91,29 @@ class Binary:
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
-Expr = Union[Literal, Name, Attr, Index, ListExpr, Call, Unary, Binary]
+@dataclass(frozen=True)
+class ObjectExpr:
+    """``{key: value, "other key": value}`` — an object (JSON dict) literal; keys keep their order."""
+
+    items: tuple[tuple[str, Expr], ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Cond:
+    """``then if test else orelse`` — a conditional expression (Python's form).
+
+    ``test`` is true only when it evaluates to ``true``: ``false`` and ``null`` both
+    choose ``orelse`` (SQL ``CASE WHEN``).
+    """
+
+    then: Expr
+    test: Expr
+    orelse: Expr
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+Expr = Union[Literal, Name, Attr, Index, ListExpr, ObjectExpr, Call, Unary, Binary, Cond]
 
 
 @dataclass(frozen=True)

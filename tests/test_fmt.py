@@ -13,7 +13,7 @@ from synthlang.syntax import parse
 from synthlang.syntax.format import format_text
 
 KEYWORDS = {"recipe", "param", "model", "source", "template", "step", "export", "to", "as", "budget", "use",
-            "loop", "feed", "from", "or", "and", "not", "in", "true", "false", "null", "replace"}
+            "loop", "feed", "from", "or", "and", "not", "in", "true", "false", "null", "replace", "if", "else"}
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True).filter(lambda s: s not in KEYWORDS)
 ws = st.sampled_from([" ", "  ", "\n  ", " \t"])
 comment = st.from_regex(r"##?[ a-z#]{0,10}", fullmatch=True)

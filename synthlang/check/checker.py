@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlang import ast
+from synthlang.check import relational  # derive/explode/group/pair/join/union steps
 from synthlang.engines import ENGINE_KINDS, ENGINE_OPTIONS
 from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
@@ -482,35 +483,54 @@ class _Checker:
                 deps[name] = None
                 continue
             deps[name] = inp if inp in self.step_decls else None
-        state: dict[str, int] = {}
-        for start in self.step_decls:
-            path: list[str] = []
-            node: str | None = start
-            while node is not None and state.get(node, 0) == 0:
-                state[node] = 1
-                path.append(node)
-                node = deps.get(node)
-            if node is not None and state.get(node) == 1:
-                cyc = path[path.index(node):] + [node]
-                self.err(f"dependency cycle: {' -> '.join(cyc)}", self.step_decls[node].span,
-                         hint="a step cannot read its own output; use a loop for rounds", code="dependency-cycle", cycle=cyc)
-            for n in reversed(path):
-                state[n] = 2
-        # parents before children: walk each chain from the root
-        ordered: list[str] = []
-        placed: set[str] = set()
+        return self._toposort({n: ([deps[n]] if deps.get(n) else []) + self._node_deps(d)
+                               for n, d in self.step_decls.items()})
 
-        for n in self.step_decls:  # iterative: a chain of thousands of steps must not hit the recursion limit
-            chain: list[str] = []
-            seen: set[str] = set()
-            node = n
-            while node is not None and node not in placed and node not in seen:
-                seen.add(node)
-                chain.append(node)
-                node = deps.get(node)
-            for c in reversed(chain):
-                placed.add(c)
-                ordered.append(c)
+    def _node_deps(self, d: ast.Step) -> list[str]:
+        """Steps a step reads through ``node`` options (``with=``, ``against=``): they must run before it."""
+        op = OPERATORS.get(d.op.func)
+        if op is None:
+            return []
+        out = []
+        for a in d.op.args:
+            spec = op.options.get(a.name) if a.name else None
+            if spec is not None and spec.kind == KIND_NODE and isinstance(a.value, ast.Name) and a.value.id in self.step_decls:
+                out.append(a.value.id)
+        return out
+
+    def _toposort(self, deps: dict[str, list[str]]) -> list[str]:
+        """Steps in declaration order, each after the steps it reads; reports cycles (iterative DFS)."""
+        ordered: list[str] = []
+        state: dict[str, int] = {}  # 1: on the current path, 2: placed
+        for root in deps:
+            if state.get(root):
+                continue
+            path: list[str] = [root]
+            stack: list[tuple[str, int]] = [(root, 0)]
+            state[root] = 1
+            while stack:
+                node, k = stack[-1]
+                nxt = deps.get(node, [])
+                if k < len(nxt):
+                    stack[-1] = (node, k + 1)
+                    dep = nxt[k]
+                    if dep not in deps:
+                        continue
+                    if state.get(dep) == 1:
+                        cyc = path[path.index(dep):] + [dep]
+                        self.err(f"dependency cycle: {' -> '.join(cyc)}", self.step_decls[dep].span,
+                                 hint="a step cannot read its own output; use a loop for rounds", code="dependency-cycle",
+                                 cycle=cyc)
+                        continue
+                    if not state.get(dep):
+                        state[dep] = 1
+                        path.append(dep)
+                        stack.append((dep, 0))
+                    continue
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                ordered.append(node)
         return ordered
 
     def _step(self, d: ast.Step) -> None:
@@ -531,8 +551,12 @@ class _Checker:
                          a.span, hint=f"options: {', '.join(op.options)}", code="positional-option")
         kw = d.op.kw()
         model: ModelSpec | None = None
+        free: list[tuple[str, ast.Arg]] = []
         for name, arg in kw.items():
             spec = op.options.get(name)
+            if spec is None and op.extra.get("free"):
+                free.append((name, arg))  # derive/group: every other keyword is a new field (check/relational.py)
+                continue
             if spec is None:
                 self.err(f"unknown option '{name}' for operator '{op.name}'", arg.span,
                          hint=_hint(did_you_mean(name, list(op.options)), f"valid options: {', '.join(op.options)}"),
@@ -576,30 +600,39 @@ class _Checker:
                              hint=did_you_mean(v, avail) or f"available: {', '.join(sorted(avail))}",
                              code="template-variable", name=v, step=d.name, available=sorted(avail),
                              **({"template_file": tfile} if tfile else {}))
+        if op.name in relational.RELATIONS:
+            fields_rel = relational.check_step(self, d, op, opts, fields_in, free)
+            if fields_rel is None:
+                return
+            op_outputs = relational.outputs_for(op, fields_rel)
+        else:
+            fields_rel, op_outputs = None, op.outputs
         # outputs
-        rename: dict[str, str] = {o.name: o.name for o in op.outputs}
-        out_types = {o.name: o.type for o in op.outputs}
+        rename: dict[str, str] = {o.name: o.name for o in op_outputs}
+        out_types = {o.name: o.type for o in op_outputs}
         explicit: dict[str, ast.Output] = {}
         if d.outputs:
-            if len(d.outputs) > len(op.outputs):
-                self.err(f"operator '{op.name}' has {len(op.outputs)} output(s) "
-                         f"({', '.join(o.name for o in op.outputs)}), but {len(d.outputs)} are named",
-                         d.outputs[len(op.outputs)].span, code="too-many-outputs", operator=op.name)
-            for spec_out, o in zip(op.outputs, d.outputs, strict=False):
+            if len(d.outputs) > len(op_outputs):
+                self.err(f"operator '{op.name}' has {len(op_outputs)} output(s) "
+                         f"({', '.join(o.name for o in op_outputs)}), but {len(d.outputs)} are named",
+                         d.outputs[len(op_outputs)].span, code="too-many-outputs", operator=op.name)
+            for spec_out, o in zip(op_outputs, d.outputs, strict=False):
                 rename[spec_out.name] = o.name
                 explicit[o.name] = o
         fields_out = dict(fields_in) if op.inherit else {}
+        replaced = relational.replaces(op, fields_rel)
         for orig, new in rename.items():
             o = explicit.get(new)
-            if new in fields_out and not (o is not None and o.replace):
+            if new in fields_out and not (o is not None and o.replace) and orig not in replaced:
                 span = o.span if o is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
                          hint=f"rename it (-> {new}_2) or write '-> replace {new}' to overwrite on purpose",
                          code="shadowed-field", name=new, step=d.name)
             fields_out[new] = (str(o.type) if o is not None and o.type is not None else out_types[orig])
+        node_fps = relational.node_fingerprints(self, op, opts)  # join/union: the other node's content too
         fp = digest({
-            "op": op.name, "input": self.fps.get(inp, inp),
-            "opts": {k: (v if not isinstance(v, ast.Expr.__args__) else repr(v)) for k, v in opts.items() if k != "model"},  # type: ignore[attr-defined]
+            "op": op.name, "input": self.fps.get(inp, inp), **({"nodes": node_fps} if node_fps else {}),
+            "opts": {k: relational.opt_key(v) for k, v in opts.items() if k != "model"},
             "model": self._model_key(model), "rename": rename,
         })
         self.steps[d.name] = StepSpec(d.name, op, inp, opts, rename, fields_in, fields_out, fp, model, d.span)
@@ -658,12 +691,18 @@ class _Checker:
         if kind == KIND_NODE:
             if isinstance(v, ast.Name) and v.id in self.fields:
                 return v.id
+            q = imports.qualified(v)
+            if q is not None and q in self.fields:  # a loop pool read: pool.all / pool.new (check/loops.py)
+                return q
             name = v.id if isinstance(v, ast.Name) else None
-            self.err(f"option '{spec.name}' needs the name of a source or step declared before it", v.span,
-                     hint=did_you_mean(name or "", list(self.fields)), code="unknown-name", name=name, kind="node")
+            self.err(f"option '{spec.name}' needs the name of a source or step" + (f"; '{name}' is neither" if name else ""), v.span,
+                     hint=did_you_mean(name or "", list(self.fields)) or f"sources and steps: {', '.join(sorted(self.fields))}",
+                     code="unknown-name", name=name, kind="node")
             return None
         if kind == KIND_EXPR:
             self._check_expr(v, fields)
+            return v
+        if kind == "other_expr":  # join's right_on: checked against the other node (check/relational.py)
             return v
         want = {KIND_INT: "int", KIND_FLOAT: "float", KIND_BOOL: "bool", KIND_STR: "str", KIND_LIST: "list"}.get(kind)
         if kind == KIND_CHOICE:

@@ -47,6 +47,10 @@ class RowContext:
         parent_ids: for each input row, the ids of its own parents (sibling
             samples of one LLM step share a parent).
         base_dir: the recipe's folder (relative data paths resolve against it).
+        node_ids: row ids of the rows in ``nodes``, in the same order (relational steps name
+            those rows as lineage parents with ``(node, j)`` indexes; see ops/relational.py).
+        lineage: ``row_ids -> {row_id: parent ids}`` for those rows and all their ancestors,
+            from the store (``join`` on common ancestry, ``pair``); ``None`` outside a run.
     """
 
     round: int = 0
@@ -55,6 +59,8 @@ class RowContext:
     row_ids: list[str] = field(default_factory=list)
     parent_ids: list[tuple[str, ...]] = field(default_factory=list)
     base_dir: Path = Path(".")
+    node_ids: dict[str, list[str]] = field(default_factory=dict)
+    lineage: Callable[[list[str]], dict[str, tuple[str, ...]]] | None = None
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,14 @@ def quote(s: str) -> str:
     return '"' + _escape(s, long=False) + '"'
 
 
+_KEYWORDS = {"recipe", "param", "model", "source", "template", "step", "export", "to", "as", "budget", "use", "loop",
+             "feed", "from", "or", "and", "not", "in", "if", "else", "true", "false", "null", "replace"}
+
+
+def _is_keyword(k: str) -> bool:
+    return k in _KEYWORDS
+
+
 def expr(e: ast.Expr, parent: int = 0) -> str:
     """An expression in canonical form; ``parent`` is the binding strength required by the context."""
     if isinstance(e, ast.Literal):
@@ -93,6 +101,12 @@ def expr(e: ast.Expr, parent: int = 0) -> str:
         return f"{expr(e.obj, _POSTFIX)}[{expr(e.key)}]"
     if isinstance(e, ast.ListExpr):
         return "[" + ", ".join(expr(i) for i in e.items) + "]"
+    if isinstance(e, ast.ObjectExpr):
+        return "{" + ", ".join(f"{k if k.isidentifier() and not _is_keyword(k) else quote(k)}: {expr(v)}"
+                               for k, v in e.items) + "}"
+    if isinstance(e, ast.Cond):  # lowest binding: `a if c else b`; the test is an or-expression
+        text = f"{expr(e.then, 1)} if {expr(e.test, 1)} else {expr(e.orelse, 0)}"
+        return f"({text})" if parent > 0 else text
     if isinstance(e, ast.Call):
         return f"{e.func}({args(e.args)})"
     if isinstance(e, ast.Unary):
