@@ -1,7 +1,9 @@
 """Running ``loop`` blocks: rounds, feeding new rows back, ``until``, external training.
 
-Round 0 of a loop's body reads the pool's rows; each later round reads only the
-rows fed in the round before (LLM2LLM, PGKD: only new rows feed back). A body
+A body step reads a fed pool explicitly (check/loops.py): ``POOL.all`` is the
+pool before the loop plus every row fed so far; ``POOL.new`` is the rows fed in
+the round before (in round 0, the pool before the loop). Other nodes are read
+whole every round. A body
 step's row ids mix the round into its fingerprint, so the same parent makes a
 different row in each round, and ``rows.round`` / ``lineage.round`` record it.
 Everything is content-addressed, so a run killed mid-loop resumes by replaying
@@ -72,6 +74,9 @@ def run_loop(runner: Runner, lp: LoopSpec) -> None:
             for p in pools:
                 runner.outputs[p] = current[p]
                 runner.pool_all[p] = everything[p]   # `against=POOL` in the body sees the whole pool
+                # lang (issue 10): explicit reads in the body (check/loops.py): POOL.all and POOL.new
+                runner.outputs[f"{p}.all"] = list(everything[p])
+                runner.outputs[f"{p}.new"] = list(current[p])
             for st in lp.steps:
                 runner._step(replace(st, fingerprint=round_fingerprint(st.fingerprint, r)))
                 runner.summary.steps[-1].name = f"{st.name}[round {r}]"
@@ -101,6 +106,8 @@ def run_loop(runner: Runner, lp: LoopSpec) -> None:
         runner.current_round = 0
         for p in pools:
             runner.pool_all.pop(p, None)
+            runner.outputs.pop(f"{p}.all", None)
+            runner.outputs.pop(f"{p}.new", None)
     for p in pools:
         runner.outputs[p] = everything[p]
     for name, rows in per_step.items():

@@ -137,6 +137,10 @@ def _output(o: ast.Output) -> str:
     return ("replace " if o.replace else "") + o.name + (f": {_type(o.type)}" if o.type is not None else "")
 
 
+# Steps whose free keyword arguments are new fields, with their fixed options (ops/relational.py).
+_FIELD_STEPS = {"derive": (), "group": ("by",)}
+
+
 def _head(d: Any) -> str:
     """The one-line text of a declaration without a body."""
     if isinstance(d, ast.Header):
@@ -152,6 +156,11 @@ def _head(d: Any) -> str:
         return f"template {d.name} = {body}"
     if isinstance(d, ast.Step):
         outs = (" -> " + ", ".join(_output(o) for o in d.outputs)) if d.outputs else ""
+        if d.op.func in _FIELD_STEPS:  # derive/group: a new field reads like one in a source, `name = expr`
+            fixed = _FIELD_STEPS[d.op.func]
+            body = ", ".join(expr(x.value) if x.name is None else f"{x.name}={expr(x.value)}" if x.name in fixed
+                             else f"{x.name} = {expr(x.value)}" for x in d.op.args)
+            return f"step {d.name} = {d.op.func}({body}){outs}"
         return f"step {d.name} = {expr(d.op)}{outs}"
     if isinstance(d, ast.Export):
         opts = f" ({args(d.options)})" if d.options else ""
