@@ -221,3 +221,44 @@ def test_with_reads_a_step_declared_later(project, fake_factory):
     assert names.index("later") < names.index("u")
     text = "step x = union(seeds, with=y)\nstep y = union(x, with=seeds)\n"
     assert any(c == "dependency-cycle" for c, _ in _codes(project, text))
+
+
+REAL = """
+model m = embedded(temperature=0.8, max_tokens=24)
+source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=1) {
+  question: str
+  answer: str
+  gold = final_number(answer)
+}
+step a = answer(seeds, model=m, field=question, n=2, on_truncation="keep")
+step graded = derive(a, correct = final_answer == gold, words = split(reasoning, " "))
+step prefs = pair(graded, rank=len(reasoning), field=reasoning)
+step per_q = group(graded, by=question, n=count(), acc=mean(correct), answers=list(final_answer))
+step back = reverse(seeds, model=m, on_truncation="keep") -> backward_question
+step both = join(graded, with=back)
+step tokens = explode(graded, field=words) -> word, word_index
+step everything = union(seeds, with=back)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_every_relational_step_runs_on_the_real_embedded_engine(project):
+    """Real SmolLM2 replies (via llama.cpp) flow through derive, pair, group, join, explode and union."""
+    prog = synthlang.check_file(write(project / "real.synth", REAL))
+    summary = synthlang.run(prog, db=project / "db.duckdb")
+    assert summary.status == "finished" and summary.calls_made == 3
+    con = duckdb.connect(str(project / "db.duckdb"), read_only=True)
+    graded = _rows(con, "graded")
+    assert len(graded) == 2 and all(g["words"] == g["reasoning"].split(" ") for g in graded)
+    (g,) = _rows(con, "per_q")
+    assert g["n"] == 2 and sorted(map(str, g["answers"])) == sorted(str(x["final_answer"]) for x in graded)
+    assert len(_rows(con, "both")) == 2
+    assert len(_rows(con, "tokens")) == sum(len(x["words"]) for x in graded)
+    assert len(_rows(con, "everything")) == 2
+    lens = sorted(len(x["reasoning"]) for x in graded)
+    prefs = _rows(con, "prefs")
+    assert len(prefs) == (1 if lens[0] != lens[1] else 0)
+    for step in ("both", "prefs", "per_q", "tokens"):
+        anc = dict(con.execute(SEED_ANCESTORS, [step]).fetchall())
+        assert len(anc) == len(_rows(con, step)), f"{step}: every row reaches the seed"

@@ -474,6 +474,13 @@ class _Checker:
                 continue
             if inp not in self.step_decls and inp not in self.sources:
                 known = list(self.step_decls) + list(self.sources)
+                base, _, mode = inp.rpartition(".")
+                if mode in ("all", "new") and (base in self.step_decls or base in self.sources):
+                    self.err(f"'{inp}' is only readable inside the loop that feeds '{base}'", span,
+                             hint=f"after the loop, '{base}' holds every row (the pool and all rows fed)",
+                             code="loop-read", name=inp)
+                    deps[name] = None
+                    continue
                 if "." in inp:  # alias.name of an import
                     imports.pull(self, inp, span)
                     deps[name] = None
