@@ -51,7 +51,7 @@ def test_all_and_new_only_exist_for_a_fed_pool_inside_its_loop(project):
     synthlang.check_file(write(project / "r.synth", ok))
     assert ("loop-read", 9, 24) in _codes(project, ok.replace("answer(written,", "answer(written.all,"))
     after = ok + "step later = filter(seeds.all, where=true)\n"
-    assert ("loop-read", 13, 20) in _codes(project, after)
+    assert ("loop-read", 13, 21) in _codes(project, after)
 
 
 def test_feed_checks_types_not_only_names(project):
