@@ -578,6 +578,12 @@ class _Checker:
             for name, spec in op.options.items():
                 if name not in opts:
                     opts[name] = spec.default
+        for name, spec in op.options.items():  # a defaulted field option is checked like a written one
+            if spec.kind == KIND_FIELD and name not in kw and isinstance(spec.default, str) and spec.default not in fields_in:
+                self.err(f"{op.name}() reads field '{spec.default}' by default ({name}={spec.default}), "
+                         f"but the rows of '{inp}' have no such field", d.op.span,
+                         hint=f"name the field with {name}=FIELD; fields here: {', '.join(sorted(fields_in))}",
+                         code="unknown-field", name=spec.default, option=name, available=sorted(fields_in))
         if op.uses_model:
             mname = opts.get("model")
             if mname is None:
