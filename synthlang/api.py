@@ -57,8 +57,24 @@ def override_models(recipe: Any, models: list[str]) -> Any:
             raise ConfigError(f"--model {text}: the recipe declares no model '{new.name}'"
                               + (f"; did you mean '{close[0]}'?" if close else f"; models: {', '.join(names) or 'none'}"))
         old = decls[names[new.name]]
-        decls[names[new.name]] = replace(new, doc=old.doc, span=old.span)
+        decls[names[new.name]] = replace(new, engine=keep_sampling(old.engine, new.engine), doc=old.doc, span=old.span)
     return replace(recipe, decls=tuple(decls))
+
+
+def keep_sampling(old: Any, new: Any) -> Any:
+    """The engine call of a ``--model`` override, keeping the recipe's sampling keys it does not set itself.
+
+    ``model teacher = openai("x", temperature=0.8, max_tokens=96)`` overridden by
+    ``--model teacher=embedded()`` stays at temperature 0.8 and max_tokens 96;
+    ``--model teacher=embedded(temperature=0)`` sets temperature and keeps max_tokens.
+    """
+    from dataclasses import replace
+
+    from synthlang.engines.base import SAMPLING_KEYS
+
+    given = {a.name for a in new.args if a.name}
+    kept = tuple(a for a in old.args if a.name in SAMPLING_KEYS and a.name not in given)
+    return replace(new, args=tuple(new.args) + kept) if kept else new
 
 
 def plan(program: Program) -> dict[str, Any]:

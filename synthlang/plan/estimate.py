@@ -104,6 +104,7 @@ def estimate(prog: Program, count: Callable[[SourceSpec], tuple[int | None, int]
             "name": st.name, "operator": st.op.name, "input": st.input,
             "loop": {"name": lp.name, "rounds": lp.rounds, "estimate": "round 0", "reads": _reads(st)} if lp is not None else None,
             "model": st.model.name if st.model else None, "engine": st.model.describe() if st.model else None,
+            "sampling": _sampling(st),
             "n": n, "rows": out_rows, "calls": calls,
             "prompt_tokens": prompt_tok, "completion_tokens": compl_tok, "tokens": prompt_tok + compl_tok, "usd": usd,
             "fields_in": dict(sorted(st.fields_in.items())), "fields_added": added,
@@ -123,6 +124,14 @@ def estimate(prog: Program, count: Callable[[SourceSpec], tuple[int | None, int]
         "budget": prog.budget,
         "total": {"calls": total_calls, "tokens": total_tokens, "usd": total_usd, "complete": not unknown_rows},
     }
+
+
+def _sampling(st: Any) -> dict[str, Any] | None:
+    """lang (issue 10): the effective sampling of an LLM step: its model's, with the step's own overrides."""
+    if not st.op.uses_model or st.model is None:
+        return None
+    over = {k: st.opts[k] for k in ("temperature", "top_p", "max_tokens") if st.opts.get(k) is not None}
+    return {**st.model.sampling.key_dict(), **over}
 
 
 def _reads(st: Any) -> dict[str, str]:
