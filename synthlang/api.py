@@ -48,8 +48,18 @@ def override_models(recipe: Any, models: list[str]) -> Any:
 
     decls = list(recipe.decls)
     names = {d.name: i for i, d in enumerate(decls) if isinstance(d, ast.Model)}
+    uses = {d.alias: i for i, d in enumerate(decls) if isinstance(d, ast.Use)}
     for text in models:
         new = parse_model_decl(text)
+        if "." in new.name:  # rt.teacher: set at the use site of `rt` (check/imports.py keeps its sampling)
+            alias, _, member = new.name.partition(".")
+            if alias not in uses:
+                raise ConfigError(f"--model {text}: the recipe imports nothing as '{alias}'"
+                                  + (f"; imports: {', '.join(uses)}" if uses else ""))
+            use = decls[uses[alias]]
+            decls[uses[alias]] = replace(use, args=tuple(a for a in use.args if a.name != member)
+                                         + (ast.Arg(member, new.engine, new.engine.span),))
+            continue
         if new.name not in names:
             import difflib
 
@@ -61,20 +71,7 @@ def override_models(recipe: Any, models: list[str]) -> Any:
     return replace(recipe, decls=tuple(decls))
 
 
-def keep_sampling(old: Any, new: Any) -> Any:
-    """The engine call of a ``--model`` override, keeping the recipe's sampling keys it does not set itself.
-
-    ``model teacher = openai("x", temperature=0.8, max_tokens=96)`` overridden by
-    ``--model teacher=embedded()`` stays at temperature 0.8 and max_tokens 96;
-    ``--model teacher=embedded(temperature=0)`` sets temperature and keeps max_tokens.
-    """
-    from dataclasses import replace
-
-    from synthlang.engines.base import SAMPLING_KEYS
-
-    given = {a.name for a in new.args if a.name}
-    kept = tuple(a for a in old.args if a.name in SAMPLING_KEYS and a.name not in given)
-    return replace(new, args=tuple(new.args) + kept) if kept else new
+from synthlang.check.imports import keep_sampling  # noqa: E402  (re-exported: --model keeps the recipe's sampling)
 
 
 def plan(program: Program) -> dict[str, Any]:

@@ -263,6 +263,8 @@ class Use:
     path: str
     alias: str
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    args: tuple[Arg, ...] = ()
+    """``use "x.synth" as rt (max_tokens=80, teacher=embedded())``: params and models set at the use site."""
 
 
 @dataclass(frozen=True)

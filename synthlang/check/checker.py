@@ -116,6 +116,8 @@ class _Checker:
         self.fields: dict[str, dict[str, str]] = {}
         self.fps: dict[str, str] = {}
         self.loop_nodes: set[str] = set()   # names defined by loops (check/loops.py)
+        self.preset_params: dict[str, Any] = {}        # set at the use site of this recipe (check/imports.py)
+        self.preset_models: dict[str, ModelSpec] = {}  # models shared by the importer (`use ... (teacher=teacher)`)
 
     def err(self, msg: str, span: Span, hint: str | None = None, code: str = "check", **data: Any) -> None:
         self.errors.append(CheckError(msg, span, hint=hint, code=code, **data))
@@ -124,11 +126,16 @@ class _Checker:
     def run(self) -> Program:
         decls = self.recipe.decls
         self._check_duplicates(decls)
-        imports.load_imports(self, decls)
         for d in decls:
             if isinstance(d, ast.Param):
                 self._param(d)
         for name in self.overrides:
+            aliases = [d.alias for d in decls if isinstance(d, ast.Use)]
+            if "." in name and name.split(".", 1)[0] in aliases:
+                continue  # --param alias.name: checked with the import (check/imports.py)
+            if "." in name:
+                raise ConfigError(f"--param {name}: the recipe imports nothing as '{name.split('.', 1)[0]}'"
+                                  + (f"; imports: {', '.join(aliases)}" if aliases else ""))
             if name not in self.param_types:
                 raise ConfigError(f"--param {name}: the recipe has no param '{name}'"
                                   + (f"; {did_you_mean(name, self.param_types)}" if did_you_mean(name, self.param_types) else ""))
@@ -137,6 +144,7 @@ class _Checker:
                 self._model(d)
         if not self.models:
             self.models["default"] = ModelSpec("default", "embedded", "", SamplingParams())
+        imports.load_imports(self, decls)  # after params and models: a use site may set an import's from ours
         for d in decls:
             if isinstance(d, ast.Template):
                 self._template(d)
@@ -246,6 +254,9 @@ class _Checker:
                          hint=f"param {d.name} is declared as {t} here", code="param-type", name=d.name, expected=t, value=raw)
                 self.params[d.name] = None  # known but broken: no cascade of unknown-name errors
             return
+        if d.name in self.preset_params:  # set at the importer's use site (type-checked there)
+            self.params[d.name] = self.preset_params[d.name]
+            return
         if d.default is None:
             self.err(f"param '{d.name}' has no default and no --param {d.name}=VALUE was given", d.span,
                      hint=f"pass --param {d.name}=VALUE or give a default: param {d.name}: {t} = ...",
@@ -258,6 +269,9 @@ class _Checker:
         self.params[d.name] = v
 
     def _model(self, d: ast.Model) -> None:
+        if d.name in self.preset_models:  # the importer's own model (`use ... (teacher=teacher)`)
+            self.models[d.name] = self.preset_models[d.name]
+            return
         call = d.engine
         if call.func not in ENGINE_KINDS:
             self.err(f"unknown engine '{call.func}'", call.span,

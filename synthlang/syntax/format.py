@@ -168,7 +168,7 @@ def _head(d: Any) -> str:
     if isinstance(d, ast.Budget):
         return "budget " + ", ".join(f"{a.name}={expr(a.value)}" for a in d.args)
     if isinstance(d, ast.Use):
-        return f"use {quote(d.path)} as {d.alias}"
+        return f"use {quote(d.path)} as {d.alias}" + (f" ({args(d.args)})" if d.args else "")
     if isinstance(d, ast.Feed):
         return f"feed {d.pool} from {d.step}"
     if isinstance(d, ast.Loop):

@@ -286,7 +286,12 @@ class _ToAst(Transformer):
         return ast.Budget(tuple(c), self._s(meta))
 
     def use(self, meta, c):
-        return ast.Use(c[0], str(c[1]), self._s(meta))
+        args = c[2].args if c[2] is not None else ()
+        for a in args:
+            if a.name is None:
+                raise SynthSyntaxError("use-site settings are named: use \"x.synth\" as rt (max_tokens=80, teacher=embedded())",
+                                       a.span, code="syntax", expected=[])
+        return ast.Use(c[0], str(c[1]), self._s(meta), tuple(args))
 
     def loop(self, meta, c):
         args = c[1].args if c[1] is not None else ()
@@ -479,7 +484,8 @@ def parse_expr(text: str, path: str = "<expr>") -> ast.Expr:
 def parse_model_decl(text: str, path: str = "--model") -> ast.Model:
     """Parse ``NAME=ENGINE(...)`` (the ``synth run --model`` flag) into a :class:`synthlang.ast.Model`.
 
-    Example: ``teacher=embedded()`` or ``teacher=openai("gpt-4o-mini", concurrency=8)``.
+    Example: ``teacher=embedded()`` or ``teacher=openai("gpt-4o-mini", concurrency=8)``; a dotted
+    NAME (``rt.teacher=embedded()``) names a model of an imported recipe (``use ... as rt``).
 
     Raises:
         SynthSyntaxError: when ``text`` is not ``NAME=`` followed by one engine call.
@@ -487,13 +493,14 @@ def parse_model_decl(text: str, path: str = "--model") -> ast.Model:
     from synthlang.errors import SynthSyntaxError
 
     name, eq, decl = text.partition("=")
-    if not eq or not name.strip().isidentifier():
+    if not eq or not all(part.isidentifier() for part in name.strip().split(".")):
         raise SynthSyntaxError(f"--model {text!r}: expected NAME=ENGINE(...), e.g. teacher=embedded()",
                                Span(path, 1, 1, 1, len(text) + 1))
-    recipe = parse(f"model {name.strip()} = {decl.strip()}", path)
+    qname = name.strip()
+    recipe = parse(f"model {qname.rsplit('.', 1)[-1]} = {decl.strip()}", path)
     if len(recipe.decls) != 1 or not isinstance(recipe.decls[0], ast.Model):
         raise SynthSyntaxError(f"--model {text!r}: expected one engine call after '='", Span(path, 1, 1, 1, len(text) + 1))
-    return recipe.decls[0]
+    return dataclasses.replace(recipe.decls[0], name=qname)  # `rt.teacher`: a model of the import `rt`
 
 
 def parse_file(path: str | Path) -> ast.Recipe:
