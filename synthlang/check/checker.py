@@ -44,7 +44,7 @@ SOURCE_OPTIONS = ("limit", "offset", "id", "max_field_bytes")
 SOURCE_LOADER_OPTIONS = {"hf": ("split",), "sql": ("db",)}
 EXPORT_FORMATS = ("jsonl", "hf", "parquet")
 EXPORT_OPTIONS = ("fields", "row_id")
-MODEL_KEY_OPTIONS = ("revision",)
+MODEL_KEY_OPTIONS = ("revision", "trained_by")
 
 
 def _hint(*parts: str | None) -> str | None:
@@ -116,6 +116,7 @@ class _Checker:
         self.fields: dict[str, dict[str, str]] = {}
         self.fps: dict[str, str] = {}
         self.loop_nodes: set[str] = set()   # names defined by loops (check/loops.py)
+        self.trained_models: list[tuple[str, ast.Arg]] = []  # models declared with trained_by=LOOP
         self.preset_params: dict[str, Any] = {}        # set at the use site of this recipe (check/imports.py)
         self.preset_models: dict[str, ModelSpec] = {}  # models shared by the importer (`use ... (teacher=teacher)`)
 
@@ -176,6 +177,16 @@ class _Checker:
                 self._step(self.step_decls[item])
         self.loop_nodes = placed_loop_nodes
         order = top
+        trainers = {lp.name: lp for lp in loops}
+        for mname, arg in self.trained_models:
+            lname = arg.value.id if isinstance(arg.value, ast.Name) else ""
+            lp_decl = next((x for x in decls if isinstance(x, ast.Loop) and x.name == lname), None)
+            if lp_decl is None:
+                self.err(f"model '{mname}': trained_by= names no loop '{lname}'", arg.value.span, code="unknown-name",
+                         name=lname, kind="loop", hint=did_you_mean(lname, [x.name for x in decls if isinstance(x, ast.Loop)]))
+            elif lname in trainers and not trainers[lname].train:
+                self.err(f"model '{mname}': loop '{lname}' has no train= command, so nothing trains this model",
+                         arg.value.span, code="bad-option", name=lname, hint=f'add train="..." to loop {lname}')
         exports = [e for d in decls if isinstance(d, ast.Export) for e in [self._export(d)] if e is not None]
         budget: dict[str, Any] = {}
         for d in decls:
@@ -288,6 +299,14 @@ class _Checker:
         opts: dict[str, Any] = {}
         key_opts: dict[str, Any] = {}
         for name, arg in call.kw().items():
+            if name == "trained_by":  # the student a loop's train= command writes (execute/runner.py)
+                if isinstance(arg.value, ast.Name):
+                    key_opts[name] = arg.value.id
+                    self.trained_models.append((d.name, arg))
+                else:
+                    self.err("trained_by= names a loop that has train=", arg.value.span, code="type-mismatch",
+                             expected="loop name")
+                continue
             v = self._const(arg.value)
             if name in SAMPLING_KEYS:
                 if name == "stop":

@@ -150,6 +150,7 @@ class Runner:
         self.outputs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.current_round = 0   # set by execute/loops.py while a loop body runs
         self.pool_all: dict[str, list[tuple[str, dict[str, Any]]]] = {}   # a running loop's whole pools
+        self.revisions: dict[str, tuple[str, str]] = {}   # lang: loop -> (checkpoint, revision) of its last train
         self.budget = budget if budget is not None else Budget.from_limits(program.budget)
         self.retry_failed = retry_failed
         self._stop: str | None = None
@@ -340,8 +341,23 @@ class Runner:
             self.engines[m.name] = engine
         return self.engines[m.name]
 
+    def _trained(self, m: ModelSpec) -> ModelSpec:
+        """lang (issue 10): a ``trained_by=LOOP`` model after that loop trained: its checkpoint and revision.
+
+        The revision (a digest of the checkpoint) enters every call key, so a re-probe after training
+        is a new call; local engines (embedded, vllm) load the checkpoint itself.
+        """
+        loop = m.key_options.get("trained_by")
+        if loop not in self.revisions:
+            return m
+        path, rev = self.revisions[loop]
+        from dataclasses import replace
+
+        model_id = path if m.kind in ("embedded", "vllm") else m.model_id
+        return replace(m, name=f"{m.name}@{rev[:12]}", model_id=model_id, key_options={**m.key_options, "revision": rev})
+
     def _llm_step(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]], stats: StepStats) -> list[tuple[str, dict[str, Any]]]:
-        m = st.model
+        m = self._trained(st.model) if st.model is not None else None
         assert m is not None and st.op.postprocess is not None
         n = int(st.opts.get("n") or 1)
         extras: list[dict[str, Any]] = [{} for _ in parents]
