@@ -250,16 +250,16 @@ def infer_type(e: ast.Expr, env: dict[str, str]) -> tuple[str, list[CheckError]]
             return "json"
         if isinstance(x, ast.Cond):
             t(x.test)
-            a, b = t(x.then), t(x.orelse)
-            if a == "null":
-                return b
-            if b == "null" or a == b:
-                return a
-            if a in NUMERIC and b in NUMERIC:
+            ta, tb = t(x.then), t(x.orelse)
+            if ta == "null":
+                return tb
+            if tb == "null" or ta == tb:
+                return ta
+            if ta in NUMERIC and tb in NUMERIC:
                 return "number"
-            if not compat(a, b):
-                errs.append(CheckError(f"the two branches of this conditional have different types ({a} and {b})", x.span,
-                                       code="type-mismatch", left=a, right=b,
+            if not compat(ta, tb):
+                errs.append(CheckError(f"the two branches of this conditional have different types ({ta} and {tb})", x.span,
+                                       code="type-mismatch", left=ta, right=tb,
                                        hint="convert one branch, e.g. str(x) or number(x)"))
             return "any"
         if isinstance(x, ast.Index):

@@ -139,7 +139,7 @@ class _Checker:
                                   + (f"; imports: {', '.join(aliases)}" if aliases else ""))
             if name not in self.param_types:
                 raise ConfigError(f"--param {name}: the recipe has no param '{name}'"
-                                  + (f"; {did_you_mean(name, self.param_types)}" if did_you_mean(name, self.param_types) else ""))
+                                  + (f"; {did_you_mean(name, list(self.param_types))}" if did_you_mean(name, list(self.param_types)) else ""))
         for d in decls:
             if isinstance(d, ast.Model):
                 self._model(d)
@@ -415,10 +415,10 @@ class _Checker:
                          code="unknown-option", name=name, operator=call.func, valid=list(valid))
                 continue
             if name == "id":
-                v = arg.value
-                fid = v.id if isinstance(v, ast.Name) else v.value if isinstance(v, ast.Literal) and isinstance(v.value, str) else None
+                idv = arg.value
+                fid = idv.id if isinstance(idv, ast.Name) else idv.value if isinstance(idv, ast.Literal) and isinstance(idv.value, str) else None
                 if fid is None or fid not in declared:
-                    self.err(f"id= must name a field of source '{d.name}'", v.span,
+                    self.err(f"id= must name a field of source '{d.name}'", idv.span,
                              hint=did_you_mean(str(fid), declared) or f"fields: {', '.join(sorted(declared)) or '(none declared)'}",
                              code="unknown-field", name=fid, available=sorted(declared))
                     continue
@@ -523,7 +523,7 @@ class _Checker:
                 deps[name] = None
                 continue
             deps[name] = inp if inp in self.step_decls else None
-        return self._toposort({n: ([deps[n]] if deps.get(n) else []) + self._node_deps(d)
+        return self._toposort({n: [x for x in [deps.get(n)] if x] + self._node_deps(d)
                                for n, d in self.step_decls.items()})
 
     def _node_deps(self, d: ast.Step) -> list[str]:
@@ -637,7 +637,8 @@ class _Checker:
                     self.err(str(exc), kw[key].span if key in kw else d.span, code="template-syntax")
                     continue
                 missing = sorted(vs - avail)
-                tname = kw[key].value.id if key in kw and isinstance(kw[key].value, ast.Name) else None
+                tval = kw[key].value if key in kw else None
+                tname = tval.id if isinstance(tval, ast.Name) else None
                 tfile = self.template_files.get(tname) if tname else None
                 for v in missing:
                     where = kw[key].span if key in kw else d.span
@@ -668,13 +669,13 @@ class _Checker:
         fields_out = dict(fields_in) if op.inherit else {}
         replaced = relational.replaces(op, fields_rel)
         for orig, new in rename.items():
-            o = explicit.get(new)
-            if new in fields_out and not (o is not None and o.replace) and orig not in replaced:
-                span = o.span if o is not None else d.span
+            ex = explicit.get(new)
+            if new in fields_out and not (ex is not None and ex.replace) and orig not in replaced:
+                span = ex.span if ex is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
                          hint=f"rename it (-> {new}_2) or write '-> replace {new}' to overwrite on purpose",
                          code="shadowed-field", name=new, step=d.name)
-            fields_out[new] = (str(o.type) if o is not None and o.type is not None else out_types[orig])
+            fields_out[new] = (str(ex.type) if ex is not None and ex.type is not None else out_types[orig])
         node_fps = relational.node_fingerprints(self, op, opts)  # join/union: the other node's content too
         fp = digest({
             "op": op.name, "input": self.fps.get(inp, inp), **({"nodes": node_fps} if node_fps else {}),

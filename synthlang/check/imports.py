@@ -139,6 +139,7 @@ def use_site(ck: _Checker, d: ast.Use, recipe: ast.Recipe) -> tuple[ast.Recipe, 
         if dot and head in uses:  # b.teacher: a setting for the import `b` of the imported recipe
             value = _literal_call(ck, a.value) if isinstance(a.value, ast.Call) else _literal(ck, a.value)
             u = decls[uses[head]]
+            assert isinstance(u, ast.Use)
             decls[uses[head]] = dataclasses.replace(u, args=tuple(x for x in u.args if x.name != rest)
                                                     + (ast.Arg(rest, value, a.span),))
         elif name in params:
@@ -150,6 +151,7 @@ def use_site(ck: _Checker, d: ast.Use, recipe: ast.Recipe) -> tuple[ast.Recipe, 
                 specs[name] = dataclasses.replace(ck.models[a.value.id], name=name)
             elif isinstance(a.value, ast.Call):
                 old = decls[models[name]]
+                assert isinstance(old, ast.Model)
                 decls[models[name]] = dataclasses.replace(old, engine=keep_sampling(old.engine, _literal_call(ck, a.value)))
             else:
                 ck.err(f"model '{name}' of {recipe.path} needs an engine call or one of this recipe's models", a.value.span,

@@ -156,7 +156,7 @@ class Operator:
     uses_model: bool
     default_prompt: str | None = None
     postprocess: Callable[..., dict[str, Any]] | None = None
-    apply: Callable[..., list[tuple[tuple[int, ...], dict[str, Any]]]] | None = None
+    apply: Callable[..., list[tuple[tuple[Any, ...], dict[str, Any]]]] | None = None
     prompt_vars: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
     prepare: Callable[..., list[dict[str, Any]]] | None = None
     json_schema: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
@@ -179,7 +179,7 @@ class Operator:
         return self.postprocess(row, text, opts)
 
     def run_apply(self, rows: Sequence[dict[str, Any]], opts: dict[str, Any],
-                  ctx: RowContext | None = None) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
+                  ctx: RowContext | None = None) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         """Run :attr:`apply`, passing the context to operators that take it."""
         assert self.apply is not None
         if self.takes_context:

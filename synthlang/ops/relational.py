@@ -328,18 +328,18 @@ def _join_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowCo
             for a in ancestors(up, rid):
                 by_anc[a].append(j)
         for i, rid in enumerate(ctx.row_ids):
-            js: set[int] = set()
+            near: set[int] = set()
             for a in ancestors(up, rid):
-                js.update(by_anc.get(a, ()))
-            matches[i] = sorted(js)
+                near.update(by_anc.get(a, ()))
+            matches[i] = sorted(near)
     left_join = opts.get("how") == "left"
     right_names = sorted(set().union(*(r.keys() for r in right))) if right else []
     out: Out = []
     for i in range(len(rows)):
-        js = matches.get(i, [])
-        for j in js:
+        found = matches.get(i, [])
+        for j in found:
             out.append(((i, (other, j)), {(prefix + k if k in left_fields else k): v for k, v in right[j].items()}))
-        if not js and left_join:
+        if not found and left_join:
             out.append(((i,), {(prefix + k if k in left_fields else k): None for k in right_names}))
     return out
 
