@@ -21,6 +21,7 @@ equality ignores spans) and ``format(format(x)) == format(x)``.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
@@ -67,6 +68,7 @@ def quote(s: str) -> str:
     return '"' + _escape(s, long=False) + '"'
 
 
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # the grammar's NAME
 _KEYWORDS = {"recipe", "param", "model", "source", "template", "step", "export", "to", "as", "budget", "use", "loop",
              "feed", "from", "or", "and", "not", "in", "if", "else", "true", "false", "null", "replace"}
 
@@ -102,7 +104,7 @@ def expr(e: ast.Expr, parent: int = 0) -> str:
     if isinstance(e, ast.ListExpr):
         return "[" + ", ".join(expr(i) for i in e.items) + "]"
     if isinstance(e, ast.ObjectExpr):
-        return "{" + ", ".join(f"{k if k.isidentifier() and not _is_keyword(k) else quote(k)}: {expr(v)}"
+        return "{" + ", ".join(f"{k if _NAME_RE.fullmatch(k) and not _is_keyword(k) else quote(k)}: {expr(v)}"
                                for k, v in e.items) + "}"
     if isinstance(e, ast.Cond):  # lowest binding: `a if c else b`; the test is an or-expression
         text = f"{expr(e.then, 1)} if {expr(e.test, 1)} else {expr(e.orelse, 0)}"
