@@ -48,8 +48,18 @@ def override_models(recipe: Any, models: list[str]) -> Any:
 
     decls = list(recipe.decls)
     names = {d.name: i for i, d in enumerate(decls) if isinstance(d, ast.Model)}
+    uses = {d.alias: i for i, d in enumerate(decls) if isinstance(d, ast.Use)}
     for text in models:
         new = parse_model_decl(text)
+        if "." in new.name:  # rt.teacher: set at the use site of `rt` (check/imports.py keeps its sampling)
+            alias, _, member = new.name.partition(".")
+            if alias not in uses:
+                raise ConfigError(f"--model {text}: the recipe imports nothing as '{alias}'"
+                                  + (f"; imports: {', '.join(uses)}" if uses else ""))
+            use = decls[uses[alias]]
+            decls[uses[alias]] = replace(use, args=tuple(a for a in use.args if a.name != member)
+                                         + (ast.Arg(member, new.engine, new.engine.span),))
+            continue
         if new.name not in names:
             import difflib
 
@@ -57,8 +67,11 @@ def override_models(recipe: Any, models: list[str]) -> Any:
             raise ConfigError(f"--model {text}: the recipe declares no model '{new.name}'"
                               + (f"; did you mean '{close[0]}'?" if close else f"; models: {', '.join(names) or 'none'}"))
         old = decls[names[new.name]]
-        decls[names[new.name]] = replace(new, doc=old.doc, span=old.span)
+        decls[names[new.name]] = replace(new, engine=keep_sampling(old.engine, new.engine), doc=old.doc, span=old.span)
     return replace(recipe, decls=tuple(decls))
+
+
+from synthlang.check.imports import keep_sampling  # noqa: E402  (re-exported: --model keeps the recipe's sampling)
 
 
 def plan(program: Program) -> dict[str, Any]:

@@ -91,7 +91,29 @@ class Binary:
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
-Expr = Union[Literal, Name, Attr, Index, ListExpr, Call, Unary, Binary]
+@dataclass(frozen=True)
+class ObjectExpr:
+    """``{key: value, "other key": value}`` — an object (JSON dict) literal; keys keep their order."""
+
+    items: tuple[tuple[str, Expr], ...]
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Cond:
+    """``then if test else orelse`` — a conditional expression (Python's form).
+
+    ``test`` is true only when it evaluates to ``true``: ``false`` and ``null`` both
+    choose ``orelse`` (SQL ``CASE WHEN``).
+    """
+
+    then: Expr
+    test: Expr
+    orelse: Expr
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+Expr = Union[Literal, Name, Attr, Index, ListExpr, ObjectExpr, Call, Unary, Binary, Cond]
 
 
 @dataclass(frozen=True)
@@ -241,6 +263,8 @@ class Use:
     path: str
     alias: str
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    args: tuple[Arg, ...] = ()
+    """``use "x.synth" as rt (max_tokens=80, teacher=embedded())``: params and models set at the use site."""
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,23 @@ def _num_or_none(x: Any) -> float | int | None:
     return parse_number(x)
 
 
+def _strict(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` returning null when any argument is null (SQL: a function of null is null)."""
+    def wrapped(*args: Any) -> Any:
+        return None if any(a is None for a in args) else fn(*args)
+    return wrapped
+
+
+def _least(*xs: Any) -> Any:
+    vals = [x for x in xs if x is not None]
+    return min(vals) if vals else None
+
+
+def _greatest(*xs: Any) -> Any:
+    vals = [x for x in xs if x is not None]
+    return max(vals) if vals else None
+
+
 @dataclass(frozen=True)
 class Function:
     """A built-in function of the expression language.
@@ -119,24 +136,24 @@ class Function:
 FUNCTIONS: dict[str, Function] = {
     "final_number": Function(final_number, (1, 1), "number", "final numeric answer of a text (after ####, \\boxed{}, 'answer is', or the last number); null if none", ('str',)),
     "number": Function(_num_or_none, (1, 1), "number", "parse the first number in a text ('1,000', '$18', '1/2'); null if none", ('any',)),
-    "lower": Function(lambda x: str(x).lower(), (1, 1), "str", "lower-case text", ('str',)),
-    "upper": Function(lambda x: str(x).upper(), (1, 1), "str", "upper-case text", ('str',)),
-    "strip": Function(lambda x: str(x).strip(), (1, 1), "str", "text without surrounding whitespace", ('str',)),
+    "lower": Function(_strict(lambda x: str(x).lower()), (1, 1), "str", "lower-case text", ('str',)),
+    "upper": Function(_strict(lambda x: str(x).upper()), (1, 1), "str", "upper-case text", ('str',)),
+    "strip": Function(_strict(lambda x: str(x).strip()), (1, 1), "str", "text without surrounding whitespace", ('str',)),
     "len": Function(_len, (1, 1), "int", "length of a text or list", ('text',)),
     "word_count": Function(_word_count, (1, 1), "int", "number of whitespace-separated words", ('str',)),
     "contains": Function(_contains, (2, 2), "bool", "whether a text contains a substring", ('str', 'str')),
-    "startswith": Function(lambda x, p: str(x).startswith(str(p)), (2, 2), "bool", "whether a text starts with a prefix", ('str', 'str')),
-    "endswith": Function(lambda x, p: str(x).endswith(str(p)), (2, 2), "bool", "whether a text ends with a suffix", ('str', 'str')),
-    "replace": Function(lambda x, a, b: str(x).replace(str(a), str(b)), (3, 3), "str", "replace every occurrence of a substring", ('str', 'str', 'str')),
-    "split": Function(lambda x, sep=None: str(x).split(sep), (1, 2), "list", "split a text into a list", ('str', 'str')),
-    "join": Function(lambda xs, sep="": str(sep).join(str(x) for x in xs), (1, 2), "str", "join a list into a text", ('list', 'str')),
+    "startswith": Function(_strict(lambda x, p: str(x).startswith(str(p))), (2, 2), "bool", "whether a text starts with a prefix", ('str', 'str')),
+    "endswith": Function(_strict(lambda x, p: str(x).endswith(str(p))), (2, 2), "bool", "whether a text ends with a suffix", ('str', 'str')),
+    "replace": Function(_strict(lambda x, a, b: str(x).replace(str(a), str(b))), (3, 3), "str", "replace every occurrence of a substring", ('str', 'str', 'str')),
+    "split": Function(_strict(lambda x, sep=None: str(x).split(sep)), (1, 2), "list", "split a text into a list", ('str', 'str')),
+    "join": Function(_strict(lambda xs, sep="": str(sep).join(str(x) for x in xs)), (1, 2), "str", "join a list into a text", ('list', 'str')),
     "str": Function(lambda x: "" if x is None else str(x), (1, 1), "str", "convert to text", ('any',)),
-    "int": Function(lambda x: int(float(x)), (1, 1), "int", "convert to an integer (truncates)", ('any',)),
-    "float": Function(lambda x: float(x), (1, 1), "float", "convert to a float", ('any',)),
-    "round": Function(lambda x, nd=0: round(x, int(nd)), (1, 2), "number", "round to n decimals", ('number', 'int')),
-    "abs": Function(abs, (1, 1), "number", "absolute value", ('number',)),
-    "min": Function(lambda *xs: min(xs), (1, 16), "any", "smallest argument", ('any',)),
-    "max": Function(lambda *xs: max(xs), (1, 16), "any", "largest argument", ('any',)),
+    "int": Function(_strict(lambda x: int(float(x))), (1, 1), "int", "convert to an integer (truncates)", ('any',)),
+    "float": Function(_strict(lambda x: float(x)), (1, 1), "float", "convert to a float", ('any',)),
+    "round": Function(_strict(lambda x, nd=0: round(x, int(nd))), (1, 2), "number", "round to n decimals", ('number', 'int')),
+    "abs": Function(_strict(abs), (1, 1), "number", "absolute value", ('number',)),
+    "min": Function(_least, (1, 16), "any", "smallest argument that is not null (null if all are)", ('any',)),
+    "max": Function(_greatest, (1, 16), "any", "largest argument that is not null (null if all are)", ('any',)),
     "coalesce": Function(lambda *xs: next((x for x in xs if x is not None), None), (1, 16), "any", "first argument that is not null", ('any',)),
     "is_null": Function(lambda x: x is None, (1, 1), "bool", "whether a value is null", ('any',)),
 }
@@ -163,6 +180,13 @@ def subexpressions(e: ast.Expr) -> list[ast.Expr]:
         elif isinstance(x, ast.ListExpr):
             for i in x.items:
                 walk(i)
+        elif isinstance(x, ast.ObjectExpr):
+            for _, v in x.items:
+                walk(v)
+        elif isinstance(x, ast.Cond):
+            walk(x.then)
+            walk(x.test)
+            walk(x.orelse)
         elif isinstance(x, ast.Index):
             walk(x.obj)
             walk(x.key)
@@ -220,6 +244,24 @@ def infer_type(e: ast.Expr, env: dict[str, str]) -> tuple[str, list[CheckError]]
             for i in x.items:
                 t(i)
             return "list"
+        if isinstance(x, ast.ObjectExpr):
+            for _, v in x.items:
+                t(v)
+            return "json"
+        if isinstance(x, ast.Cond):
+            t(x.test)
+            ta, tb = t(x.then), t(x.orelse)
+            if ta == "null":
+                return tb
+            if tb == "null" or ta == tb:
+                return ta
+            if ta in NUMERIC and tb in NUMERIC:
+                return "number"
+            if not compat(ta, tb):
+                errs.append(CheckError(f"the two branches of this conditional have different types ({ta} and {tb})", x.span,
+                                       code="type-mismatch", left=ta, right=tb,
+                                       hint="convert one branch, e.g. str(x) or number(x)"))
+            return "any"
         if isinstance(x, ast.Index):
             t(x.obj)
             t(x.key)
@@ -256,6 +298,11 @@ def infer_type(e: ast.Expr, env: dict[str, str]) -> tuple[str, list[CheckError]]
                     errs.append(CheckError(f"'in' needs a list or text on its right, not {rt}", x.right.span, code="type-mismatch", expected="list or str", found=rt))
                 return "bool"
             if x.op in ("==", "!=", "<", "<=", ">", ">="):
+                if x.op in ("==", "!=") and "null" in (lt, rt):
+                    errs.append(CheckError(f"'{x.op} null' is always null, so it is never true", x.span, code="null-comparison",
+                                           hint=("write is_null(x)" if x.op == "==" else "write not is_null(x)")
+                                           + "; comparisons with null are null (SQL three-valued logic)"))
+                    return "bool"
                 if not compat(lt, rt):
                     errs.append(CheckError(f"cannot compare {lt} with {rt} using '{x.op}'", x.span, code="type-mismatch", left=lt, right=rt,
                                            hint="convert one side, e.g. number(x) or str(x)"))
@@ -279,18 +326,34 @@ def infer_type(e: ast.Expr, env: dict[str, str]) -> tuple[str, list[CheckError]]
 
 
 def evaluate(e: ast.Expr, row: dict[str, Any], consts: dict[str, Any] | None = None) -> Any:
-    """Evaluate an expression against one row's fields.
+    """Evaluate an expression against one row's fields, with SQL's null semantics.
+
+    ``null`` (Python ``None``) follows SQL's three-valued logic (ISO SQL, as in
+    DuckDB and PostgreSQL): a comparison, ``in``, arithmetic or ``-`` with a null
+    operand is null; ``and``/``or``/``not`` are Kleene logic (``false and null`` is
+    false, ``true or null`` is true, ``not null`` is null); ``a if c else b``
+    takes ``b`` when ``c`` is false *or* null (``CASE WHEN``). Callers that keep
+    rows (``filter(where=...)``) keep a row only when the result is ``true``.
+    Text and number functions return null for a null argument, except
+    ``coalesce``, ``is_null``, ``str`` (``""``), ``len``/``word_count`` (0) and
+    ``contains`` (false).
 
     Args:
         e: the expression.
         row: field name → value.
         consts: params and other constants, looked up after the row.
 
+    Returns:
+        The value: ``None`` for null, a bool, number, str, list or dict.
+
     Raises:
         ExprError: on a run-time failure (division by zero, bad conversion,
             a missing field), naming the expression's position.
     """
     consts = consts or {}
+
+    def truth(v: Any) -> bool | None:
+        return None if v is None else bool(v)
 
     def ev(x: ast.Expr) -> Any:
         if isinstance(x, ast.Literal):
@@ -303,6 +366,10 @@ def evaluate(e: ast.Expr, row: dict[str, Any], consts: dict[str, Any] | None = N
             raise ExprError(f"{x.span}: no field '{x.id}' in this row")
         if isinstance(x, ast.ListExpr):
             return [ev(i) for i in x.items]
+        if isinstance(x, ast.ObjectExpr):
+            return {k: ev(v) for k, v in x.items}
+        if isinstance(x, ast.Cond):
+            return ev(x.then) if truth(ev(x.test)) is True else ev(x.orelse)
         if isinstance(x, ast.Index):
             obj, key = ev(x.obj), ev(x.key)
             try:
@@ -314,24 +381,34 @@ def evaluate(e: ast.Expr, row: dict[str, Any], consts: dict[str, Any] | None = N
             return obj.get(x.name) if isinstance(obj, dict) else None
         if isinstance(x, ast.Unary):
             v = ev(x.operand)
+            if v is None:
+                return None
             if x.op == "not":
                 return not v
             return -v
         if isinstance(x, ast.Binary):
             if x.op == "and":
-                return bool(ev(x.left)) and bool(ev(x.right))
+                a = truth(ev(x.left))
+                if a is False:
+                    return False
+                b = truth(ev(x.right))
+                return False if b is False else (None if a is None or b is None else True)
             if x.op == "or":
-                return bool(ev(x.left)) or bool(ev(x.right))
+                a = truth(ev(x.left))
+                if a is True:
+                    return True
+                b = truth(ev(x.right))
+                return True if b is True else (None if a is None or b is None else False)
             a, b = ev(x.left), ev(x.right)
+            if a is None or b is None:
+                return None
             op = x.op
             if op == "==":
                 return _eq(a, b)
             if op == "!=":
                 return not _eq(a, b)
             if op == "in":
-                return a in b if b is not None else False
-            if a is None or b is None:
-                return None if op in "+-*/%" else False
+                return a in b
             if op == "<":
                 return a < b
             if op == "<=":

@@ -13,7 +13,7 @@ from synthlang.syntax import parse
 from synthlang.syntax.format import format_text
 
 KEYWORDS = {"recipe", "param", "model", "source", "template", "step", "export", "to", "as", "budget", "use",
-            "loop", "feed", "from", "or", "and", "not", "in", "true", "false", "null", "replace"}
+            "loop", "feed", "from", "or", "and", "not", "in", "true", "false", "null", "replace", "if", "else"}
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True).filter(lambda s: s not in KEYWORDS)
 ws = st.sampled_from([" ", "  ", "\n  ", " \t"])
 comment = st.from_regex(r"##?[ a-z#]{0,10}", fullmatch=True)
@@ -33,9 +33,15 @@ def exprs(draw, depth=0):
             names, st.integers(0, 10**6).map(str), st.floats(0, 1e6, allow_nan=False).map(lambda f: repr(float(f))),
             text_chars.map(str_lit), st.sampled_from(["true", "false", "null"]),
         ))
-    kind = draw(st.integers(0, 7))
+    kind = draw(st.integers(0, 9))
     if kind == 7:
         return draw(chains())
+    if kind == 8:  # conditionals: `a if c else b`, nested to the right, or parenthesized inside another expression
+        c = draw(exprs(depth + 1))
+        return f"({draw(exprs(depth + 1))}) if ({c}) else {draw(exprs(depth + 1))}"
+    if kind == 9:  # object literals: name or string keys (distinct)
+        keys = draw(st.lists(st.one_of(names, text_chars.map(str_lit)), min_size=0, max_size=3, unique=True))
+        return "{" + ", ".join(f"{k}: {draw(exprs(depth + 1))}" for k in keys) + "}"
     a = draw(exprs(depth + 1))
     b = draw(exprs(depth + 1))
     if kind == 0:  # operands parenthesized when compound: `a == b + c == d` is not valid syntax
@@ -89,7 +95,8 @@ def decls(draw):
     if kind == 6:
         return f"budget calls={e}, usd=1.5"
     if kind == 7:
-        return f'use "lib/{n}.synth" as {draw(names)}'
+        setting = draw(st.sampled_from(["", f" ({draw(names)}={e})"]))
+        return f'use "lib/{n}.synth" as {draw(names)}{setting}'
     if kind == 8:
         return f"## doc for {n}\nstep {n} = f({draw(names)})"
     inner = f"step {draw(names)} = g({n}, n={e})"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlang import ast
+from synthlang.check import relational  # derive/explode/group/pair/join/union steps
 from synthlang.engines import ENGINE_KINDS, ENGINE_OPTIONS
 from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
@@ -43,7 +44,7 @@ SOURCE_OPTIONS = ("limit", "offset", "id", "max_field_bytes")
 SOURCE_LOADER_OPTIONS = {"hf": ("split",), "sql": ("db",)}
 EXPORT_FORMATS = ("jsonl", "hf", "parquet")
 EXPORT_OPTIONS = ("fields", "row_id")
-MODEL_KEY_OPTIONS = ("revision",)
+MODEL_KEY_OPTIONS = ("revision", "trained_by")
 
 
 def _hint(*parts: str | None) -> str | None:
@@ -115,6 +116,9 @@ class _Checker:
         self.fields: dict[str, dict[str, str]] = {}
         self.fps: dict[str, str] = {}
         self.loop_nodes: set[str] = set()   # names defined by loops (check/loops.py)
+        self.trained_models: list[tuple[str, ast.Arg]] = []  # models declared with trained_by=LOOP
+        self.preset_params: dict[str, Any] = {}        # set at the use site of this recipe (check/imports.py)
+        self.preset_models: dict[str, ModelSpec] = {}  # models shared by the importer (`use ... (teacher=teacher)`)
 
     def err(self, msg: str, span: Span, hint: str | None = None, code: str = "check", **data: Any) -> None:
         self.errors.append(CheckError(msg, span, hint=hint, code=code, **data))
@@ -123,19 +127,25 @@ class _Checker:
     def run(self) -> Program:
         decls = self.recipe.decls
         self._check_duplicates(decls)
-        imports.load_imports(self, decls)
         for d in decls:
             if isinstance(d, ast.Param):
                 self._param(d)
         for name in self.overrides:
+            aliases = [d.alias for d in decls if isinstance(d, ast.Use)]
+            if "." in name and name.split(".", 1)[0] in aliases:
+                continue  # --param alias.name: checked with the import (check/imports.py)
+            if "." in name:
+                raise ConfigError(f"--param {name}: the recipe imports nothing as '{name.split('.', 1)[0]}'"
+                                  + (f"; imports: {', '.join(aliases)}" if aliases else ""))
             if name not in self.param_types:
                 raise ConfigError(f"--param {name}: the recipe has no param '{name}'"
-                                  + (f"; {did_you_mean(name, self.param_types)}" if did_you_mean(name, self.param_types) else ""))
+                                  + (f"; {did_you_mean(name, list(self.param_types))}" if did_you_mean(name, list(self.param_types)) else ""))
         for d in decls:
             if isinstance(d, ast.Model):
                 self._model(d)
         if not self.models:
             self.models["default"] = ModelSpec("default", "embedded", "", SamplingParams())
+        imports.load_imports(self, decls)  # after params and models: a use site may set an import's from ours
         for d in decls:
             if isinstance(d, ast.Template):
                 self._template(d)
@@ -167,6 +177,16 @@ class _Checker:
                 self._step(self.step_decls[item])
         self.loop_nodes = placed_loop_nodes
         order = top
+        trainers = {lp.name: lp for lp in loops}
+        for mname, arg in self.trained_models:
+            lname = arg.value.id if isinstance(arg.value, ast.Name) else ""
+            lp_decl = next((x for x in decls if isinstance(x, ast.Loop) and x.name == lname), None)
+            if lp_decl is None:
+                self.err(f"model '{mname}': trained_by= names no loop '{lname}'", arg.value.span, code="unknown-name",
+                         name=lname, kind="loop", hint=did_you_mean(lname, [x.name for x in decls if isinstance(x, ast.Loop)]))
+            elif lname in trainers and not trainers[lname].train:
+                self.err(f"model '{mname}': loop '{lname}' has no train= command, so nothing trains this model",
+                         arg.value.span, code="bad-option", name=lname, hint=f'add train="..." to loop {lname}')
         exports = [e for d in decls if isinstance(d, ast.Export) for e in [self._export(d)] if e is not None]
         budget: dict[str, Any] = {}
         for d in decls:
@@ -245,6 +265,9 @@ class _Checker:
                          hint=f"param {d.name} is declared as {t} here", code="param-type", name=d.name, expected=t, value=raw)
                 self.params[d.name] = None  # known but broken: no cascade of unknown-name errors
             return
+        if d.name in self.preset_params:  # set at the importer's use site (type-checked there)
+            self.params[d.name] = self.preset_params[d.name]
+            return
         if d.default is None:
             self.err(f"param '{d.name}' has no default and no --param {d.name}=VALUE was given", d.span,
                      hint=f"pass --param {d.name}=VALUE or give a default: param {d.name}: {t} = ...",
@@ -257,6 +280,9 @@ class _Checker:
         self.params[d.name] = v
 
     def _model(self, d: ast.Model) -> None:
+        if d.name in self.preset_models:  # the importer's own model (`use ... (teacher=teacher)`)
+            self.models[d.name] = self.preset_models[d.name]
+            return
         call = d.engine
         if call.func not in ENGINE_KINDS:
             self.err(f"unknown engine '{call.func}'", call.span,
@@ -273,6 +299,14 @@ class _Checker:
         opts: dict[str, Any] = {}
         key_opts: dict[str, Any] = {}
         for name, arg in call.kw().items():
+            if name == "trained_by":  # the student a loop's train= command writes (execute/runner.py)
+                if isinstance(arg.value, ast.Name):
+                    key_opts[name] = arg.value.id
+                    self.trained_models.append((d.name, arg))
+                else:
+                    self.err("trained_by= names a loop that has train=", arg.value.span, code="type-mismatch",
+                             expected="loop name")
+                continue
             v = self._const(arg.value)
             if name in SAMPLING_KEYS:
                 if name == "stop":
@@ -381,10 +415,10 @@ class _Checker:
                          code="unknown-option", name=name, operator=call.func, valid=list(valid))
                 continue
             if name == "id":
-                v = arg.value
-                fid = v.id if isinstance(v, ast.Name) else v.value if isinstance(v, ast.Literal) and isinstance(v.value, str) else None
+                idv = arg.value
+                fid = idv.id if isinstance(idv, ast.Name) else idv.value if isinstance(idv, ast.Literal) and isinstance(idv.value, str) else None
                 if fid is None or fid not in declared:
-                    self.err(f"id= must name a field of source '{d.name}'", v.span,
+                    self.err(f"id= must name a field of source '{d.name}'", idv.span,
                              hint=did_you_mean(str(fid), declared) or f"fields: {', '.join(sorted(declared)) or '(none declared)'}",
                              code="unknown-field", name=fid, available=sorted(declared))
                     continue
@@ -473,6 +507,13 @@ class _Checker:
                 continue
             if inp not in self.step_decls and inp not in self.sources:
                 known = list(self.step_decls) + list(self.sources)
+                base, _, mode = inp.rpartition(".")
+                if mode in ("all", "new") and (base in self.step_decls or base in self.sources):
+                    self.err(f"'{inp}' is only readable inside the loop that feeds '{base}'", span,
+                             hint=f"after the loop, '{base}' holds every row (the pool and all rows fed)",
+                             code="loop-read", name=inp)
+                    deps[name] = None
+                    continue
                 if "." in inp:  # alias.name of an import
                     imports.pull(self, inp, span)
                     deps[name] = None
@@ -482,35 +523,54 @@ class _Checker:
                 deps[name] = None
                 continue
             deps[name] = inp if inp in self.step_decls else None
-        state: dict[str, int] = {}
-        for start in self.step_decls:
-            path: list[str] = []
-            node: str | None = start
-            while node is not None and state.get(node, 0) == 0:
-                state[node] = 1
-                path.append(node)
-                node = deps.get(node)
-            if node is not None and state.get(node) == 1:
-                cyc = path[path.index(node):] + [node]
-                self.err(f"dependency cycle: {' -> '.join(cyc)}", self.step_decls[node].span,
-                         hint="a step cannot read its own output; use a loop for rounds", code="dependency-cycle", cycle=cyc)
-            for n in reversed(path):
-                state[n] = 2
-        # parents before children: walk each chain from the root
-        ordered: list[str] = []
-        placed: set[str] = set()
+        return self._toposort({n: [x for x in [deps.get(n)] if x] + self._node_deps(d)
+                               for n, d in self.step_decls.items()})
 
-        for n in self.step_decls:  # iterative: a chain of thousands of steps must not hit the recursion limit
-            chain: list[str] = []
-            seen: set[str] = set()
-            node = n
-            while node is not None and node not in placed and node not in seen:
-                seen.add(node)
-                chain.append(node)
-                node = deps.get(node)
-            for c in reversed(chain):
-                placed.add(c)
-                ordered.append(c)
+    def _node_deps(self, d: ast.Step) -> list[str]:
+        """Steps a step reads through ``node`` options (``with=``, ``against=``): they must run before it."""
+        op = OPERATORS.get(d.op.func)
+        if op is None:
+            return []
+        out = []
+        for a in d.op.args:
+            spec = op.options.get(a.name) if a.name else None
+            if spec is not None and spec.kind == KIND_NODE and isinstance(a.value, ast.Name) and a.value.id in self.step_decls:
+                out.append(a.value.id)
+        return out
+
+    def _toposort(self, deps: dict[str, list[str]]) -> list[str]:
+        """Steps in declaration order, each after the steps it reads; reports cycles (iterative DFS)."""
+        ordered: list[str] = []
+        state: dict[str, int] = {}  # 1: on the current path, 2: placed
+        for root in deps:
+            if state.get(root):
+                continue
+            path: list[str] = [root]
+            stack: list[tuple[str, int]] = [(root, 0)]
+            state[root] = 1
+            while stack:
+                node, k = stack[-1]
+                nxt = deps.get(node, [])
+                if k < len(nxt):
+                    stack[-1] = (node, k + 1)
+                    dep = nxt[k]
+                    if dep not in deps:
+                        continue
+                    if state.get(dep) == 1:
+                        cyc = path[path.index(dep):] + [dep]
+                        self.err(f"dependency cycle: {' -> '.join(cyc)}", self.step_decls[dep].span,
+                                 hint="a step cannot read its own output; use a loop for rounds", code="dependency-cycle",
+                                 cycle=cyc)
+                        continue
+                    if not state.get(dep):
+                        state[dep] = 1
+                        path.append(dep)
+                        stack.append((dep, 0))
+                    continue
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                ordered.append(node)
         return ordered
 
     def _step(self, d: ast.Step) -> None:
@@ -531,8 +591,12 @@ class _Checker:
                          a.span, hint=f"options: {', '.join(op.options)}", code="positional-option")
         kw = d.op.kw()
         model: ModelSpec | None = None
+        free: list[tuple[str, ast.Arg]] = []
         for name, arg in kw.items():
             spec = op.options.get(name)
+            if spec is None and op.extra.get("free"):
+                free.append((name, arg))  # derive/group: every other keyword is a new field (check/relational.py)
+                continue
             if spec is None:
                 self.err(f"unknown option '{name}' for operator '{op.name}'", arg.span,
                          hint=_hint(did_you_mean(name, list(op.options)), f"valid options: {', '.join(op.options)}"),
@@ -547,6 +611,12 @@ class _Checker:
             for name, spec in op.options.items():
                 if name not in opts:
                     opts[name] = spec.default
+        for name, spec in op.options.items():  # a defaulted field option is checked like a written one
+            if spec.kind == KIND_FIELD and name not in kw and isinstance(spec.default, str) and spec.default not in fields_in:
+                self.err(f"{op.name}() reads field '{spec.default}' by default ({name}={spec.default}), "
+                         f"but the rows of '{inp}' have no such field", d.op.span,
+                         hint=f"name the field with {name}=FIELD; fields here: {', '.join(sorted(fields_in))}",
+                         code="unknown-field", name=spec.default, option=name, available=sorted(fields_in))
         if op.uses_model:
             mname = opts.get("model")
             if mname is None:
@@ -567,7 +637,8 @@ class _Checker:
                     self.err(str(exc), kw[key].span if key in kw else d.span, code="template-syntax")
                     continue
                 missing = sorted(vs - avail)
-                tname = kw[key].value.id if key in kw and isinstance(kw[key].value, ast.Name) else None
+                tval = kw[key].value if key in kw else None
+                tname = tval.id if isinstance(tval, ast.Name) else None
                 tfile = self.template_files.get(tname) if tname else None
                 for v in missing:
                     where = kw[key].span if key in kw else d.span
@@ -576,30 +647,39 @@ class _Checker:
                              hint=did_you_mean(v, avail) or f"available: {', '.join(sorted(avail))}",
                              code="template-variable", name=v, step=d.name, available=sorted(avail),
                              **({"template_file": tfile} if tfile else {}))
+        if op.name in relational.RELATIONS:
+            fields_rel = relational.check_step(self, d, op, opts, fields_in, free)
+            if fields_rel is None:
+                return
+            op_outputs = relational.outputs_for(op, fields_rel)
+        else:
+            fields_rel, op_outputs = None, op.outputs
         # outputs
-        rename: dict[str, str] = {o.name: o.name for o in op.outputs}
-        out_types = {o.name: o.type for o in op.outputs}
+        rename: dict[str, str] = {o.name: o.name for o in op_outputs}
+        out_types = {o.name: o.type for o in op_outputs}
         explicit: dict[str, ast.Output] = {}
         if d.outputs:
-            if len(d.outputs) > len(op.outputs):
-                self.err(f"operator '{op.name}' has {len(op.outputs)} output(s) "
-                         f"({', '.join(o.name for o in op.outputs)}), but {len(d.outputs)} are named",
-                         d.outputs[len(op.outputs)].span, code="too-many-outputs", operator=op.name)
-            for spec_out, o in zip(op.outputs, d.outputs, strict=False):
+            if len(d.outputs) > len(op_outputs):
+                self.err(f"operator '{op.name}' has {len(op_outputs)} output(s) "
+                         f"({', '.join(o.name for o in op_outputs)}), but {len(d.outputs)} are named",
+                         d.outputs[len(op_outputs)].span, code="too-many-outputs", operator=op.name)
+            for spec_out, o in zip(op_outputs, d.outputs, strict=False):
                 rename[spec_out.name] = o.name
                 explicit[o.name] = o
         fields_out = dict(fields_in) if op.inherit else {}
+        replaced = relational.replaces(op, fields_rel)
         for orig, new in rename.items():
-            o = explicit.get(new)
-            if new in fields_out and not (o is not None and o.replace):
-                span = o.span if o is not None else d.span
+            ex = explicit.get(new)
+            if new in fields_out and not (ex is not None and ex.replace) and orig not in replaced:
+                span = ex.span if ex is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
                          hint=f"rename it (-> {new}_2) or write '-> replace {new}' to overwrite on purpose",
                          code="shadowed-field", name=new, step=d.name)
-            fields_out[new] = (str(o.type) if o is not None and o.type is not None else out_types[orig])
+            fields_out[new] = (str(ex.type) if ex is not None and ex.type is not None else out_types[orig])
+        node_fps = relational.node_fingerprints(self, op, opts)  # join/union: the other node's content too
         fp = digest({
-            "op": op.name, "input": self.fps.get(inp, inp),
-            "opts": {k: (v if not isinstance(v, ast.Expr.__args__) else repr(v)) for k, v in opts.items() if k != "model"},  # type: ignore[attr-defined]
+            "op": op.name, "input": self.fps.get(inp, inp), **({"nodes": node_fps} if node_fps else {}),
+            "opts": {k: relational.opt_key(v) for k, v in opts.items() if k != "model"},
             "model": self._model_key(model), "rename": rename,
         })
         self.steps[d.name] = StepSpec(d.name, op, inp, opts, rename, fields_in, fields_out, fp, model, d.span)
@@ -658,12 +738,18 @@ class _Checker:
         if kind == KIND_NODE:
             if isinstance(v, ast.Name) and v.id in self.fields:
                 return v.id
+            q = imports.qualified(v)
+            if q is not None and q in self.fields:  # a loop pool read: pool.all / pool.new (check/loops.py)
+                return q
             name = v.id if isinstance(v, ast.Name) else None
-            self.err(f"option '{spec.name}' needs the name of a source or step declared before it", v.span,
-                     hint=did_you_mean(name or "", list(self.fields)), code="unknown-name", name=name, kind="node")
+            self.err(f"option '{spec.name}' needs the name of a source or step" + (f"; '{name}' is neither" if name else ""), v.span,
+                     hint=did_you_mean(name or "", list(self.fields)) or f"sources and steps: {', '.join(sorted(self.fields))}",
+                     code="unknown-name", name=name, kind="node")
             return None
         if kind == KIND_EXPR:
             self._check_expr(v, fields)
+            return v
+        if kind == "other_expr":  # join's right_on: checked against the other node (check/relational.py)
             return v
         want = {KIND_INT: "int", KIND_FLOAT: "float", KIND_BOOL: "bool", KIND_STR: "str", KIND_LIST: "list"}.get(kind)
         if kind == KIND_CHOICE:

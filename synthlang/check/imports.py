@@ -65,7 +65,19 @@ def load_imports(ck: _Checker, decls: tuple[ast.Decl, ...]) -> None:
         sub: _Checker | None = None
         try:
             recipe = parse_file(shown(target))
-            sub = _Checker(recipe, {}, target.parent)
+        except SourceError as exc:
+            ck.errors.append(exc)
+            ck.bad_imports.add(d.alias)
+            continue
+        except ConfigError as exc:
+            ck.err(f"cannot import {d.path}: {exc}", d.span, code="bad-import", path=d.path)
+            ck.bad_imports.add(d.alias)
+            continue
+        overrides = cli_overrides(ck, d.alias, recipe)  # a bad --param alias.x is the user's flag: ConfigError
+        try:
+            recipe, presets, specs = use_site(ck, d, recipe)
+            sub = _Checker(recipe, overrides, target.parent)
+            sub.preset_params, sub.preset_models = presets, specs
             sub.stack = ck.stack + (target,)
             for attr in ("root", "allow_outside"):  # path confinement, where the checker has it: an import
                 if hasattr(ck, attr):                 # belongs to its importer's project
@@ -81,6 +93,102 @@ def load_imports(ck: _Checker, decls: tuple[ast.Decl, ...]) -> None:
             ck.bad_imports.add(d.alias)
             continue
         ck.imports[d.alias] = sub
+
+
+def cli_overrides(ck: _Checker, alias: str, recipe: ast.Recipe) -> dict[str, str]:
+    """The ``--param alias.name=value`` overrides meant for one import, without the alias.
+
+    Raises:
+        ConfigError: an override naming no param of the imported recipe (nested ``alias.b.x`` pass on).
+    """
+    from synthlang.check.checker import did_you_mean
+
+    mine = {k.split(".", 1)[1]: v for k, v in ck.overrides.items() if k.startswith(alias + ".")}
+    params = [x.name for x in recipe.decls if isinstance(x, ast.Param)]
+    uses = [x.alias for x in recipe.decls if isinstance(x, ast.Use)]
+    for k in mine:
+        head = k.split(".", 1)[0]
+        if ("." not in k and k not in params) or ("." in k and head not in uses):
+            hint = did_you_mean(k, params)
+            raise ConfigError(f"--param {alias}.{k}: the imported recipe {recipe.path} has no param '{k}'"
+                              + (f"; {hint}" if hint else f"; its params: {', '.join(params) or 'none'}"))
+    return mine
+
+
+def use_site(ck: _Checker, d: ast.Use, recipe: ast.Recipe) -> tuple[ast.Recipe, dict[str, Any], dict[str, ModelSpec]]:
+    """Apply ``use "x.synth" as rt (name=value, ...)``: param values, model engines, nested ``b.name`` settings.
+
+    A param gets a constant of the importer (its params usable); a model gets an engine call
+    (``teacher=embedded()``, keeping the imported model's sampling unless the call sets it) or the
+    name of one of the importer's models (``teacher=teacher``). Errors point at the use site.
+
+    Returns:
+        (the imported recipe with overridden model declarations, param values, models shared from the importer).
+    """
+    from synthlang.check.checker import did_you_mean
+
+    params = {x.name: x for x in recipe.decls if isinstance(x, ast.Param)}
+    models = {x.name: i for i, x in enumerate(recipe.decls) if isinstance(x, ast.Model)}
+    uses = {x.alias: i for i, x in enumerate(recipe.decls) if isinstance(x, ast.Use)}
+    decls = list(recipe.decls)
+    presets: dict[str, Any] = {}
+    specs: dict[str, ModelSpec] = {}
+    for a in d.args:
+        name = a.name or ""
+        head, dot, rest = name.partition(".")
+        if dot and head in uses:  # b.teacher: a setting for the import `b` of the imported recipe
+            value = _literal_call(ck, a.value) if isinstance(a.value, ast.Call) else _literal(ck, a.value)
+            u = decls[uses[head]]
+            assert isinstance(u, ast.Use)
+            decls[uses[head]] = dataclasses.replace(u, args=tuple(x for x in u.args if x.name != rest)
+                                                    + (ast.Arg(rest, value, a.span),))
+        elif name in params:
+            want = params[name].type.name
+            v = ck._const(a.value, want if want in ("str", "int", "float", "bool") else None)
+            presets[name] = float(v) if want == "float" and isinstance(v, int) and not isinstance(v, bool) else v
+        elif name in models:
+            if isinstance(a.value, ast.Name) and a.value.id in ck.models:
+                specs[name] = dataclasses.replace(ck.models[a.value.id], name=name)
+            elif isinstance(a.value, ast.Call):
+                old = decls[models[name]]
+                assert isinstance(old, ast.Model)
+                decls[models[name]] = dataclasses.replace(old, engine=keep_sampling(old.engine, _literal_call(ck, a.value)))
+            else:
+                ck.err(f"model '{name}' of {recipe.path} needs an engine call or one of this recipe's models", a.value.span,
+                       hint=f"e.g. {name}=embedded() or {name}={next(iter(ck.models), 'teacher')}",
+                       code="type-mismatch", name=name, expected="model")
+        else:
+            hint = did_you_mean(name, [*params, *models])
+            ck.err(f"the imported recipe {recipe.path} has no param or model '{name}'", a.span,
+                   hint=hint or f"its params: {', '.join(params) or 'none'}; its models: {', '.join(models) or 'none'}",
+                   code="unknown-name", name=name, kind="use-setting", file=recipe.path)
+    return dataclasses.replace(recipe, decls=tuple(decls)), presets, specs
+
+
+def keep_sampling(old: ast.Call, new: ast.Call) -> ast.Call:
+    """An engine call that replaces a model's, keeping the old call's sampling keys it does not set itself.
+
+    ``model teacher = openai("x", temperature=0.8, max_tokens=96)`` overridden by
+    ``embedded()`` (``--model teacher=embedded()`` or a use-site ``teacher=embedded()``) stays at
+    temperature 0.8 and max_tokens 96; ``embedded(temperature=0)`` sets temperature, keeps max_tokens.
+    """
+    from synthlang.engines.base import SAMPLING_KEYS
+
+    given = {a.name for a in new.args if a.name}
+    kept = tuple(a for a in old.args if a.name in SAMPLING_KEYS and a.name not in given)
+    return dataclasses.replace(new, args=tuple(new.args) + kept) if kept else new
+
+
+def _literal(ck: _Checker, e: ast.Expr) -> ast.Expr:
+    """An importer's constant expression as a literal (so the imported recipe need not know the importer's params)."""
+    v = ck._const(e)
+    if isinstance(v, list):
+        return ast.ListExpr(tuple(ast.Literal(x, e.span) for x in v), e.span)
+    return ast.Literal(v, e.span)
+
+
+def _literal_call(ck: _Checker, call: ast.Call) -> ast.Call:
+    return dataclasses.replace(call, args=tuple(dataclasses.replace(a, value=_literal(ck, a.value)) for a in call.args))
 
 
 def resolve(base: Path, rel: str) -> Path | None:
@@ -123,7 +231,7 @@ def _report(ck: _Checker, kind: str, qname: str, span: Any) -> None:
                code="unknown-name", name=qname, kind="import")
         return
     what = {"model": "model", "template": "template"}.get(kind, "source or step")
-    ck.err(f"imported recipe '{alias}' has no {what} '{member}'", span,
+    ck.err(f"imported recipe '{alias}' ({sub.recipe.path}) has no {what} '{member}'", span,
            hint=did_you_mean(member, _names(sub, kind)) or f"its {what}s: {', '.join(_names(sub, kind)) or '(none)'}",
            code="unknown-name", name=qname, kind=kind)
 

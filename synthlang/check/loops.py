@@ -3,9 +3,12 @@
 Semantics (see docs/operators.md, "loop"):
 
 * ``loop NAME(rounds=N, until=EXPR, train="cmd") { step ...; feed POOL from STEP }``.
-* Round 0 of the body reads POOL's rows; round r+1 reads only the rows fed in
-  round r (only new rows feed back). Steps may also read any node declared
-  before the loop; those they read whole, every round.
+* A body step reads a fed pool explicitly: ``POOL.all`` is the pool before the
+  loop plus every row fed so far; ``POOL.new`` is only the rows fed in the round
+  before (in round 0: the pool before the loop). A bare ``POOL`` in the body is
+  an error (``loop-read``). Steps may also read any other node declared before
+  the loop (``seeds``); those they read whole, every round.
+* Fed rows must have every pool field, with compatible types (``loop-feed-types``).
 * ``round`` (0-based) is visible in the body's templates and expressions;
   ``until`` sees ``round``, ``new_rows`` (rows fed this round) and
   ``pool_rows`` (the pool's size after this round).
@@ -32,6 +35,49 @@ if TYPE_CHECKING:
     from synthlang.check.checker import _Checker
 
 LOOP_ARGS = ("rounds", "until", "train")
+READ_MODES = ("all", "new")  # pool.all: every row so far; pool.new: the rows fed last round (round 0: the pool)
+
+
+def register_pool_reads(ck: _Checker, pools: set[str]) -> list[str]:
+    """Make ``POOL.all`` and ``POOL.new`` readable in a loop body; returns the names added."""
+    added = []
+    for p in sorted(pools):
+        for mode in READ_MODES:
+            name = f"{p}.{mode}"
+            ck.fields[name] = ck.fields[p]
+            ck.fps[name] = digest([ck.fps.get(p, p), mode])
+            added.append(name)
+    return added
+
+
+def _explicit_reads(ck: _Checker, d: ast.Step, loop: ast.Loop, pools: set[str]) -> bool:
+    """Inside a loop body every read of a fed pool says .all or .new; report a bare one (False)."""
+    from synthlang.ops import OPERATORS
+    from synthlang.ops.base import KIND_NODE
+
+    op = OPERATORS.get(d.op.func)
+    ok = True
+    for i, a in enumerate(d.op.args):
+        is_read = (i == 0 and a.name is None) or (op is not None and a.name in op.options
+                                                   and op.options[a.name].kind == KIND_NODE)
+        if not is_read or not isinstance(a.value, ast.Name) or a.value.id not in pools:
+            continue
+        name = a.value.id
+        ck.err(f"step '{d.name}' reads pool '{name}' inside loop '{loop.name}': say which rows", a.value.span,
+               hint=f"write {name}.all (the pool before the loop and every row fed since) "
+                    f"or {name}.new (only the rows fed in the last round; in round 0 the pool before the loop)",
+               code="loop-read", name=name, loop=loop.name)
+        ok = False
+    return ok
+
+
+def _feed_compatible(pool_t: str, fed_t: str) -> bool:
+    if "any" in (pool_t, fed_t) or "json" in (pool_t, fed_t) or "null" == fed_t or pool_t == fed_t:
+        return True
+    num = {"int", "float", "number"}
+    if pool_t in num and fed_t in num:
+        return True
+    return pool_t.startswith("list") and fed_t.startswith("list") and (pool_t == "list" or fed_t == "list")
 UNTIL_VARS = {"round": "int", "new_rows": "int", "pool_rows": "int"}
 
 
@@ -131,7 +177,7 @@ def check_loop(ck: _Checker, loop: ast.Loop, position: int) -> LoopSpec | None:
         ck.err(f"loop '{loop.name}' never feeds anything back", loop.span,
                hint="add 'feed POOL from STEP' so new rows reach the next round", code="loop-no-feed", loop=loop.name)
 
-    # body steps in dependency order (inputs: body steps or nodes known before the loop)
+    # body steps in dependency order (inputs and node options: body steps or nodes known before the loop)
     order: list[ast.Step] = []
     placed: set[str] = set()
     by_name = {d.name: d for d in body_steps}
@@ -141,13 +187,16 @@ def check_loop(ck: _Checker, loop: ast.Loop, position: int) -> LoopSpec | None:
             return
         seen.add(d.name)
         inp, _ = ck._input_name(d)
-        if inp in by_name:
-            place(by_name[inp], seen)
+        for dep in [inp, *(a.value.id for a in d.op.args[1:] if a.name and isinstance(a.value, ast.Name))]:
+            if dep in by_name:
+                place(by_name[dep], seen)
         placed.add(d.name)
         order.append(d)
 
     for d in body_steps:
         place(d, set())
+    pools = {f.pool for f in feeds if f.pool in ck.fields and f.pool not in names and f.pool not in ck.loop_nodes}
+    views = register_pool_reads(ck, pools)
     ck.params["round"] = 0
     try:
         for d in order:
@@ -155,13 +204,23 @@ def check_loop(ck: _Checker, loop: ast.Loop, position: int) -> LoopSpec | None:
             if inp is None:
                 ck.err(f"step '{d.name}' needs an input", span, code="missing-input")
                 continue
+            if not _explicit_reads(ck, d, loop, pools):
+                continue
             if inp not in names and inp not in ck.fields:
-                ck.err(f"unknown source or step '{inp}'", span, code="unknown-name", name=inp, kind="input")
+                base, _, mode = inp.rpartition(".")
+                if mode in READ_MODES and base in ck.fields:
+                    ck.err(f"'{inp}': only a pool that loop '{loop.name}' feeds has .all and .new; '{base}' is read whole",
+                           span, hint=f"write {base}" + (f", or feed {base} from a step of this loop" if base not in names else ""),
+                           code="loop-read", name=inp)
+                else:
+                    ck.err(f"unknown source or step '{inp}'", span, code="unknown-name", name=inp, kind="input")
                 continue
             ck.step_decls[d.name] = d
             ck._step(d)
     finally:
         ck.params.pop("round", None)
+        for v in views:  # pool.all / pool.new exist only inside the body
+            ck.fields.pop(v, None)
 
     pairs: list[tuple[str, str]] = []
     for f in feeds:
@@ -179,6 +238,15 @@ def check_loop(ck: _Checker, loop: ast.Loop, position: int) -> LoopSpec | None:
         if missing:
             ck.err(f"rows of '{f.step}' lack field(s) {', '.join(missing)} of pool '{f.pool}'", f.span,
                    hint="fed rows must have every field of the pool", code="loop-feed-fields", missing=missing)
+            continue
+        clash = [(k, t, ck.fields[f.step][k]) for k, t in ck.fields[f.pool].items()
+                 if not _feed_compatible(t, ck.fields[f.step][k])]
+        if clash:
+            k, want, got = clash[0]
+            ck.err(f"'{f.step}' would feed {k}: {got} into pool '{f.pool}', whose {k} is {want}", f.span,
+                   hint=f"convert it in the loop first, e.g. step typed = derive({f.step}, {k} = ...)",
+                   code="loop-feed-types", name=k, expected=want, found=got,
+                   fields=[{"field": a, "pool": b, "fed": c} for a, b, c in clash])
             continue
         pairs.append((f.pool, f.step))
     ck.loop_nodes |= loop_node_names(loop)

@@ -13,6 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-outside", action="store_true",
                    help="let the recipe read and write files outside its project directory")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="json: one document {recipes: [{path, ok, diagnostics: [{code, message, path, line, col, hint, data}]}]}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -21,11 +23,32 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.cli.run import parse_params
 
     bad = 0
+    report = []
     for path in args.recipes:
         try:
             check_file(path, parse_params(args.param), allow_outside=args.allow_outside)
-            console.print(f"{path}: ok")
+            report.append({"path": path, "ok": True, "diagnostics": []})
+            if args.format == "text":
+                console.print(f"{path}: ok")
         except SynthError as exc:
             bad += 1
-            err_console.print(exc.render(), markup=False)
+            report.append({"path": path, "ok": False, "diagnostics": diagnostics(exc)})
+            if args.format == "text":
+                err_console.print(exc.render(), markup=False)
+    if args.format == "json":
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps({"version": 1, "recipes": report}, indent=2, ensure_ascii=False, default=str) + "\n")
     return 1 if bad else 0
+
+
+def diagnostics(exc: SynthError) -> list[dict]:
+    """lang (issue 10): structured diagnostics of a failed check, for ``--format json`` (editors, tools)."""
+    from synthlang.errors import Diagnostics, SourceError
+
+    if isinstance(exc, Diagnostics):
+        return [e.as_dict() for e in exc.errors]
+    if isinstance(exc, SourceError):
+        return [exc.as_dict()]
+    return [{"code": type(exc).__name__, "message": str(exc), "path": None, "line": None, "col": None, "hint": None}]

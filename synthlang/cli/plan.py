@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
         return "?" if v is None else v
 
     rows = [(s["name"] + (f" [loop {s['loop']['name']} ×{s['loop']['rounds']}]" if s.get("loop") else ""), s["operator"], s["input"] or "",
-             f"{s['model']} = {s['engine']}" if s.get("model") else "", num(s["rows"]), num(s["calls"]), s["tokens"],
+             f"{s['model']} = {s['engine']}" + _sampling_text(s.get("sampling")) if s.get("model") else "", num(s["rows"]), num(s["calls"]), s["tokens"],
              "" if s["usd"] is None else f"${s['usd']:.4f}", ", ".join(s["fields_in"]), ", ".join(s["fields_added"]))
             for s in p["steps"]]
     print_table(("step", "operator", "input", "model = engine", "rows", "calls", "tokens", "USD", "fields in", "adds"), rows)
@@ -53,3 +53,12 @@ def main(args: argparse.Namespace) -> int:
     if p["budget"]:
         console.print("budget: " + ", ".join(f"{k}={v}" for k, v in p["budget"].items()))
     return 0
+
+
+def _sampling_text(sp: dict | None) -> str:
+    """lang (issue 10): the step's effective sampling, e.g. `` T=0.8 top_p=0.9 max=96``."""
+    if not sp:
+        return ""
+    out = [f"T={sp['temperature']:g}" if "temperature" in sp else "", f"top_p={sp['top_p']:g}" if sp.get("top_p", 1.0) != 1.0 else "",
+           f"max={sp['max_tokens']}" if "max_tokens" in sp else ""]
+    return " " + " ".join(x for x in out if x)

@@ -1,7 +1,9 @@
 """Running ``loop`` blocks: rounds, feeding new rows back, ``until``, external training.
 
-Round 0 of a loop's body reads the pool's rows; each later round reads only the
-rows fed in the round before (LLM2LLM, PGKD: only new rows feed back). A body
+A body step reads a fed pool explicitly (check/loops.py): ``POOL.all`` is the
+pool before the loop plus every row fed so far; ``POOL.new`` is the rows fed in
+the round before (in round 0, the pool before the loop). Other nodes are read
+whole every round. A body
 step's row ids mix the round into its fingerprint, so the same parent makes a
 different row in each round, and ``rows.round`` / ``lineage.round`` record it.
 Everything is content-addressed, so a run killed mid-loop resumes by replaying
@@ -72,6 +74,9 @@ def run_loop(runner: Runner, lp: LoopSpec) -> None:
             for p in pools:
                 runner.outputs[p] = current[p]
                 runner.pool_all[p] = everything[p]   # `against=POOL` in the body sees the whole pool
+                # lang (issue 10): explicit reads in the body (check/loops.py): POOL.all and POOL.new
+                runner.outputs[f"{p}.all"] = list(everything[p])
+                runner.outputs[f"{p}.new"] = list(current[p])
             for st in lp.steps:
                 runner._step(replace(st, fingerprint=round_fingerprint(st.fingerprint, r)))
                 runner.summary.steps[-1].name = f"{st.name}[round {r}]"
@@ -101,6 +106,8 @@ def run_loop(runner: Runner, lp: LoopSpec) -> None:
         runner.current_round = 0
         for p in pools:
             runner.pool_all.pop(p, None)
+            runner.outputs.pop(f"{p}.all", None)
+            runner.outputs.pop(f"{p}.new", None)
     for p in pools:
         runner.outputs[p] = everything[p]
     for name, rows in per_step.items():
@@ -119,6 +126,7 @@ def _train(runner: Runner, lp: LoopSpec, round_: int, pool: Rows) -> None:
     inputs = digest(sorted(rid for rid, _ in pool))
     command = lp.train.format(data=shlex.quote(str(data_path)), out=shlex.quote(str(out_path)), round=round_)
     if runner.store.finished_train(lp.name, round_, command, inputs):
+        runner.revisions[lp.name] = checkpoint_revision(out_path, command, inputs)
         return
     with open(data_path, "w", encoding="utf-8") as f:
         for _, data in pool:
@@ -136,3 +144,25 @@ def _train(runner: Runner, lp: LoopSpec, round_: int, pool: Rows) -> None:
         "seconds": time.perf_counter() - t0})
     if status != 0:
         raise ConfigError(f"loop '{lp.name}' round {round_}: training command exited with status {status}: {tail[-300:]}")
+    runner.revisions[lp.name] = checkpoint_revision(out_path, command, inputs)
+
+
+def checkpoint_revision(out: Path, command: str, inputs: str) -> tuple[str, str]:
+    """lang (issue 10): ``(checkpoint path, revision)`` of a training run, for models with ``trained_by=LOOP``.
+
+    The revision is the sha256 of the checkpoint's bytes (a file, or every file of a folder by
+    relative path); without a checkpoint on disk, a digest of the recorded run (command and
+    input rows). A folder holding exactly one ``.gguf`` file gives that file's path.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    files = sorted(p for p in out.rglob("*") if p.is_file()) if out.is_dir() else ([out] if out.is_file() else [])
+    for f in files:
+        h.update(str(f.relative_to(out) if out.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    rev = h.hexdigest() if files else digest({"command": command, "inputs": inputs})
+    ggufs = [f for f in files if f.suffix == ".gguf"]
+    return str(ggufs[0] if len(ggufs) == 1 else out), rev

@@ -150,6 +150,7 @@ class Runner:
         self.outputs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.current_round = 0   # set by execute/loops.py while a loop body runs
         self.pool_all: dict[str, list[tuple[str, dict[str, Any]]]] = {}   # a running loop's whole pools
+        self.revisions: dict[str, tuple[str, str]] = {}   # lang: loop -> (checkpoint, revision) of its last train
         self.budget = budget if budget is not None else Budget.from_limits(program.budget)
         self.retry_failed = retry_failed
         self._stop: str | None = None
@@ -283,9 +284,11 @@ class Runner:
         results = st.op.run_apply([d for _, d in parents], st.opts, self._context(st, parents))
         out: list[tuple[str, dict[str, Any]]] = []
         records = []
-        per_parent: dict[tuple[int, ...], int] = defaultdict(int)
+        per_parent: dict[tuple[Any, ...], int] = defaultdict(int)
+        node_rows = self._node_rows(st)
         for idx, fields in results:
-            pids = tuple(parents[i][0] for i in idx)
+            # lang (issue 10): an index is an input row (int) or row j of another node ((node, j), ops/relational.py)
+            pids = tuple(parents[i][0] if isinstance(i, int) else node_rows[i[0]][i[1]][0] for i in idx)
             k = per_parent[idx]
             per_parent[idx] += 1
             rid = row_id(st.fingerprint, pids, k)
@@ -301,17 +304,34 @@ class Runner:
         self.progress.end_step()
         return out
 
-    def _context(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]]) -> RowContext:
-        """The :class:`RowContext` for a step: round, params, rows of ``node`` options, parent ids."""
+    def _node_rows(self, st: StepSpec) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Rows (id, data) of each ``node`` option of a step, by node name."""
         nodes = {}
         for name, spec in st.op.options.items():
             ref = st.opts.get(name)
             if spec.kind == KIND_NODE and isinstance(ref, str) and ref in self.outputs:
-                nodes[ref] = [d for _, d in self.pool_all.get(ref, self.outputs[ref])]
+                nodes[ref] = self.pool_all.get(ref, self.outputs[ref])
+        return nodes
+
+    def _context(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]]) -> RowContext:
+        """The :class:`RowContext` for a step: round, params, rows of ``node`` options, parent ids."""
+        node_rows = self._node_rows(st)
         pids = self.store.parents_of([rid for rid, _ in parents]) if st.op.takes_context else {}
-        return RowContext(round=self.current_round, params=dict(self.program.params), nodes=nodes,
+        return RowContext(round=self.current_round, params=dict(self.program.params),
+                          nodes={k: [d for _, d in v] for k, v in node_rows.items()},
                           row_ids=[rid for rid, _ in parents], parent_ids=[pids.get(rid, ()) for rid, _ in parents],
-                          base_dir=self.program.base_dir)
+                          base_dir=self.program.base_dir, node_ids={k: [r for r, _ in v] for k, v in node_rows.items()},
+                          lineage=self._lineage if st.op.extra.get("needs_lineage") else None)
+
+    def _lineage(self, row_ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """lang (issue 10): the parents of each row and of all its ancestors, from the lineage table (join/pair)."""
+        up: dict[str, tuple[str, ...]] = {}
+        frontier = set(row_ids)
+        while frontier:
+            got = self.store.parents_of(sorted(frontier))
+            up.update({r: got.get(r, ()) for r in frontier})
+            frontier = {p for ps in got.values() for p in ps if p not in up}
+        return up
 
     def _engine(self, m: ModelSpec) -> Engine:
         if m.name not in self.engines:
@@ -321,8 +341,23 @@ class Runner:
             self.engines[m.name] = engine
         return self.engines[m.name]
 
+    def _trained(self, m: ModelSpec) -> ModelSpec:
+        """lang (issue 10): a ``trained_by=LOOP`` model after that loop trained: its checkpoint and revision.
+
+        The revision (a digest of the checkpoint) enters every call key, so a re-probe after training
+        is a new call; local engines (embedded, vllm) load the checkpoint itself.
+        """
+        loop = m.key_options.get("trained_by")
+        if loop not in self.revisions:
+            return m
+        path, rev = self.revisions[loop]
+        from dataclasses import replace
+
+        model_id = path if m.kind in ("embedded", "vllm") else m.model_id
+        return replace(m, name=f"{m.name}@{rev[:12]}", model_id=model_id, key_options={**m.key_options, "revision": rev})
+
     def _llm_step(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]], stats: StepStats) -> list[tuple[str, dict[str, Any]]]:
-        m = st.model
+        m = self._trained(st.model) if st.model is not None else None
         assert m is not None and st.op.postprocess is not None
         n = int(st.opts.get("n") or 1)
         extras: list[dict[str, Any]] = [{} for _ in parents]

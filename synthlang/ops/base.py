@@ -47,6 +47,10 @@ class RowContext:
         parent_ids: for each input row, the ids of its own parents (sibling
             samples of one LLM step share a parent).
         base_dir: the recipe's folder (relative data paths resolve against it).
+        node_ids: row ids of the rows in ``nodes``, in the same order (relational steps name
+            those rows as lineage parents with ``(node, j)`` indexes; see ops/relational.py).
+        lineage: ``row_ids -> {row_id: parent ids}`` for those rows and all their ancestors,
+            from the store (``join`` on common ancestry, ``pair``); ``None`` outside a run.
     """
 
     round: int = 0
@@ -55,6 +59,8 @@ class RowContext:
     row_ids: list[str] = field(default_factory=list)
     parent_ids: list[tuple[str, ...]] = field(default_factory=list)
     base_dir: Path = Path(".")
+    node_ids: dict[str, list[str]] = field(default_factory=dict)
+    lineage: Callable[[list[str]], dict[str, tuple[str, ...]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ class Operator:
     uses_model: bool
     default_prompt: str | None = None
     postprocess: Callable[..., dict[str, Any]] | None = None
-    apply: Callable[..., list[tuple[tuple[int, ...], dict[str, Any]]]] | None = None
+    apply: Callable[..., list[tuple[tuple[Any, ...], dict[str, Any]]]] | None = None
     prompt_vars: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
     prepare: Callable[..., list[dict[str, Any]]] | None = None
     json_schema: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
@@ -173,7 +179,7 @@ class Operator:
         return self.postprocess(row, text, opts)
 
     def run_apply(self, rows: Sequence[dict[str, Any]], opts: dict[str, Any],
-                  ctx: RowContext | None = None) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
+                  ctx: RowContext | None = None) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         """Run :attr:`apply`, passing the context to operators that take it."""
         assert self.apply is not None
         if self.takes_context:

@@ -74,6 +74,8 @@ def estimate(prog: Program, count: Callable[[SourceSpec], tuple[int | None, int]
         ordered[lp.position:lp.position] = lp.steps
     for st in ordered:
         n_in = rows.get(st.input)
+        if st.input not in rows and st.input.endswith((".all", ".new")):  # lang: a loop's pool read, round 0
+            n_in = rows.get(st.input.rsplit(".", 1)[0])
         n = int(st.opts.get("n") or 1) if st.op.uses_model else 1
         out_rows = n_in * n if n_in is not None else None
         calls = out_rows if st.op.uses_model else 0
@@ -100,8 +102,9 @@ def estimate(prog: Program, count: Callable[[SourceSpec], tuple[int | None, int]
             rows[lp.name] = out_rows  # what the loop feeds back in round 0
         steps.append({
             "name": st.name, "operator": st.op.name, "input": st.input,
-            "loop": {"name": lp.name, "rounds": lp.rounds, "estimate": "round 0"} if lp is not None else None,
+            "loop": {"name": lp.name, "rounds": lp.rounds, "estimate": "round 0", "reads": _reads(st)} if lp is not None else None,
             "model": st.model.name if st.model else None, "engine": st.model.describe() if st.model else None,
+            "sampling": _sampling(st),
             "n": n, "rows": out_rows, "calls": calls,
             "prompt_tokens": prompt_tok, "completion_tokens": compl_tok, "tokens": prompt_tok + compl_tok, "usd": usd,
             "fields_in": dict(sorted(st.fields_in.items())), "fields_added": added,
@@ -121,6 +124,22 @@ def estimate(prog: Program, count: Callable[[SourceSpec], tuple[int | None, int]
         "budget": prog.budget,
         "total": {"calls": total_calls, "tokens": total_tokens, "usd": total_usd, "complete": not unknown_rows},
     }
+
+
+def _sampling(st: Any) -> dict[str, Any] | None:
+    """lang (issue 10): the effective sampling of an LLM step: its model's, with the step's own overrides."""
+    if not st.op.uses_model or st.model is None:
+        return None
+    over = {k: st.opts[k] for k in ("temperature", "top_p", "max_tokens") if st.opts.get(k) is not None}
+    return {**st.model.sampling.key_dict(), **over}
+
+
+def _reads(st: Any) -> dict[str, str]:
+    """lang (issue 10): what a loop body step reads: its input and node options (``POOL.all``/``POOL.new``/a node)."""
+    from synthlang.ops.base import KIND_NODE
+
+    return {"input": st.input, **{k: v for k, v in st.opts.items() if k in st.op.options
+                                  and st.op.options[k].kind == KIND_NODE and isinstance(v, str)}}
 
 
 def _id(name: str) -> str:

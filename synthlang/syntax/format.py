@@ -21,6 +21,7 @@ equality ignores spans) and ``format(format(x)) == format(x)``.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
@@ -67,6 +68,15 @@ def quote(s: str) -> str:
     return '"' + _escape(s, long=False) + '"'
 
 
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # the grammar's NAME
+_KEYWORDS = {"recipe", "param", "model", "source", "template", "step", "export", "to", "as", "budget", "use", "loop",
+             "feed", "from", "or", "and", "not", "in", "if", "else", "true", "false", "null", "replace"}
+
+
+def _is_keyword(k: str) -> bool:
+    return k in _KEYWORDS
+
+
 def expr(e: ast.Expr, parent: int = 0) -> str:
     """An expression in canonical form; ``parent`` is the binding strength required by the context."""
     if isinstance(e, ast.Literal):
@@ -93,6 +103,12 @@ def expr(e: ast.Expr, parent: int = 0) -> str:
         return f"{expr(e.obj, _POSTFIX)}[{expr(e.key)}]"
     if isinstance(e, ast.ListExpr):
         return "[" + ", ".join(expr(i) for i in e.items) + "]"
+    if isinstance(e, ast.ObjectExpr):
+        return "{" + ", ".join(f"{k if _NAME_RE.fullmatch(k) and not _is_keyword(k) else quote(k)}: {expr(v)}"
+                               for k, v in e.items) + "}"
+    if isinstance(e, ast.Cond):  # lowest binding: `a if c else b`; the test is an or-expression
+        text = f"{expr(e.then, 1)} if {expr(e.test, 1)} else {expr(e.orelse, 0)}"
+        return f"({text})" if parent > 0 else text
     if isinstance(e, ast.Call):
         return f"{e.func}({args(e.args)})"
     if isinstance(e, ast.Unary):
@@ -123,6 +139,10 @@ def _output(o: ast.Output) -> str:
     return ("replace " if o.replace else "") + o.name + (f": {_type(o.type)}" if o.type is not None else "")
 
 
+# Steps whose free keyword arguments are new fields, with their fixed options (ops/relational.py).
+_FIELD_STEPS = {"derive": (), "group": ("by",)}
+
+
 def _head(d: Any) -> str:
     """The one-line text of a declaration without a body."""
     if isinstance(d, ast.Header):
@@ -138,6 +158,11 @@ def _head(d: Any) -> str:
         return f"template {d.name} = {body}"
     if isinstance(d, ast.Step):
         outs = (" -> " + ", ".join(_output(o) for o in d.outputs)) if d.outputs else ""
+        if d.op.func in _FIELD_STEPS:  # derive/group: a new field reads like one in a source, `name = expr`
+            fixed = _FIELD_STEPS[d.op.func]
+            body = ", ".join(expr(x.value) if x.name is None else f"{x.name}={expr(x.value)}" if x.name in fixed
+                             else f"{x.name} = {expr(x.value)}" for x in d.op.args)
+            return f"step {d.name} = {d.op.func}({body}){outs}"
         return f"step {d.name} = {expr(d.op)}{outs}"
     if isinstance(d, ast.Export):
         opts = f" ({args(d.options)})" if d.options else ""
@@ -145,7 +170,7 @@ def _head(d: Any) -> str:
     if isinstance(d, ast.Budget):
         return "budget " + ", ".join(f"{a.name}={expr(a.value)}" for a in d.args)
     if isinstance(d, ast.Use):
-        return f"use {quote(d.path)} as {d.alias}"
+        return f"use {quote(d.path)} as {d.alias}" + (f" ({args(d.args)})" if d.args else "")
     if isinstance(d, ast.Feed):
         return f"feed {d.pool} from {d.step}"
     if isinstance(d, ast.Loop):

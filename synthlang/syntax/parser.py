@@ -89,7 +89,7 @@ def _words(terminals: set[str] | frozenset[str]) -> list[str]:
 
 # Words for the tokens that can start an expression / a declaration; when most of a
 # group is expected, the hint names the group instead of listing token soup.
-_EXPR_START = {"a name", "a number", "a string", "'('", "'['", "'-'", "'not'", "'true'", "'false'", "'null'"}
+_EXPR_START = {"a name", "a number", "a string", "'('", "'['", "'{'", "'-'", "'not'", "'true'", "'false'", "'null'"}
 _DECL_START = {"'param'", "'model'", "'source'", "'template'", "'step'", "'export'", "'budget'", "'use'", "'loop'"}
 
 
@@ -129,11 +129,19 @@ def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> SynthSyntaxErro
         found = repr(str(tok)) if str(tok) else tok.type
         msg = f"unexpected {found}"
         line, col = tok.line or line, tok.column or col
+        if tok.type in ("_KW_IF", "_KW_ELSE") or str(tok) == "then":
+            span = Span(path, line, col, line, col + len(str(tok)))
+            return SynthSyntaxError(msg, span, code="syntax", expected=expected,
+                                    hint="a conditional is written as in Python: `a if condition else b`")
     elif isinstance(exc, UnexpectedCharacters):
         expected = _words(exc.allowed or set())
         pos = exc.pos_in_stream or 0
         ch = text[pos] if pos < len(text) else ""
         msg = f"unexpected character {ch!r}"
+        if ch == "?":
+            span = Span(path, line, col, line, col + 1)
+            return SynthSyntaxError(msg, span, code="syntax", expected=[],
+                                    hint="there is no `c ? a : b`; a conditional is written as in Python: `a if c else b`")
         if ch == '"':
             span = Span(path, line, col, line, col + 1)
             return SynthSyntaxError("unterminated string", span, code="syntax", expected=[],
@@ -278,7 +286,12 @@ class _ToAst(Transformer):
         return ast.Budget(tuple(c), self._s(meta))
 
     def use(self, meta, c):
-        return ast.Use(c[0], str(c[1]), self._s(meta))
+        args = c[2].args if c[2] is not None else ()
+        for a in args:
+            if a.name is None:
+                raise SynthSyntaxError("use-site settings are named: use \"x.synth\" as rt (max_tokens=80, teacher=embedded())",
+                                       a.span, code="syntax", expected=[])
+        return ast.Use(c[0], str(c[1]), self._s(meta), tuple(args))
 
     def loop(self, meta, c):
         args = c[1].args if c[1] is not None else ()
@@ -359,6 +372,23 @@ class _ToAst(Transformer):
 
     def name(self, meta, c):
         return ast.Name(str(c[0]), self._s(meta))
+
+    def cond(self, meta, c):
+        return ast.Cond(c[0], c[1], c[2], self._s(meta))
+
+    def obj(self, meta, c):
+        items = tuple(x for x in c if x is not None)
+        seen: set[str] = set()
+        for key, _value, span in items:
+            if key in seen:
+                raise SynthSyntaxError(f"key '{key}' appears twice in this object", span, code="syntax", expected=[],
+                                       hint="each key of an object literal is written once")
+            seen.add(key)
+        return ast.ObjectExpr(tuple((k, v) for k, v, _ in items), self._s(meta))
+
+    def obj_item(self, meta, c):
+        key = c[0] if isinstance(c[0], str) and not isinstance(c[0], Token) else str(c[0])
+        return (key, c[1], self._s(meta))
 
     def list(self, meta, c):
         return ast.ListExpr(tuple(x for x in c if x is not None), self._s(meta))
@@ -443,13 +473,19 @@ def parse_expr(text: str, path: str = "<expr>") -> ast.Expr:
         tree = _expr_parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, path, text) from None
-    return _ToAst(path).transform(tree)
+    try:
+        return _ToAst(path).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SynthSyntaxError):
+            raise exc.orig_exc from None
+        raise
 
 
 def parse_model_decl(text: str, path: str = "--model") -> ast.Model:
     """Parse ``NAME=ENGINE(...)`` (the ``synth run --model`` flag) into a :class:`synthlang.ast.Model`.
 
-    Example: ``teacher=embedded()`` or ``teacher=openai("gpt-4o-mini", concurrency=8)``.
+    Example: ``teacher=embedded()`` or ``teacher=openai("gpt-4o-mini", concurrency=8)``; a dotted
+    NAME (``rt.teacher=embedded()``) names a model of an imported recipe (``use ... as rt``).
 
     Raises:
         SynthSyntaxError: when ``text`` is not ``NAME=`` followed by one engine call.
@@ -457,13 +493,14 @@ def parse_model_decl(text: str, path: str = "--model") -> ast.Model:
     from synthlang.errors import SynthSyntaxError
 
     name, eq, decl = text.partition("=")
-    if not eq or not name.strip().isidentifier():
+    if not eq or not all(part.isidentifier() for part in name.strip().split(".")):
         raise SynthSyntaxError(f"--model {text!r}: expected NAME=ENGINE(...), e.g. teacher=embedded()",
                                Span(path, 1, 1, 1, len(text) + 1))
-    recipe = parse(f"model {name.strip()} = {decl.strip()}", path)
+    qname = name.strip()
+    recipe = parse(f"model {qname.rsplit('.', 1)[-1]} = {decl.strip()}", path)
     if len(recipe.decls) != 1 or not isinstance(recipe.decls[0], ast.Model):
         raise SynthSyntaxError(f"--model {text!r}: expected one engine call after '='", Span(path, 1, 1, 1, len(text) + 1))
-    return recipe.decls[0]
+    return dataclasses.replace(recipe.decls[0], name=qname)  # `rt.teacher`: a model of the import `rt`
 
 
 def parse_file(path: str | Path) -> ast.Recipe:
