@@ -33,6 +33,7 @@ from synthlang.ops.base import (
 )
 from synthlang.plan.keys import digest
 from synthlang.plan.program import ExportSpec, ModelSpec, Program, SourceSpec, StepSpec
+from synthlang.store.readonly import select_problem
 from synthlang.templates import TemplateError, variables
 
 from . import imports  # `use` declarations (relative: keeps this import block merge-friendly)
@@ -343,8 +344,9 @@ class _Checker:
         try:
             variables(text, d.name)
         except TemplateError as exc:
-            self.err(str(exc), d.span, code="template-syntax")
-            return
+            self.err(str(exc), d.span, code=exc.code)
+            if exc.code != "template-unsafe":   # an unsafe template still parses: no follow-on errors
+                return
         self.templates[d.name] = text
         self.template_spans[d.name] = d.span
         if d.file is not None:
@@ -370,6 +372,11 @@ class _Checker:
         path: Path | None = None
         if call.func == "sql":
             args["query"] = first
+            problem = select_problem(first) if isinstance(first, str) else None
+            if problem is not None:   # untrusted input: one read-only SELECT only (store/readonly.py)
+                self.err(f"sql source '{d.name}': {problem}", pos[0].span, code="sql-not-select",
+                         hint="a sql source reads earlier runs with one SELECT (or WITH ... SELECT); it cannot "
+                              "write, change the schema, attach databases or read files")
         elif isinstance(first, str):
             path = self._resolve_path(first, pos[0].span, "source")
         valid = SOURCE_OPTIONS + SOURCE_LOADER_OPTIONS.get(call.func, ())
@@ -564,7 +571,7 @@ class _Checker:
                 try:
                     vs = variables(text)
                 except TemplateError as exc:
-                    self.err(str(exc), kw[key].span if key in kw else d.span, code="template-syntax")
+                    self.err(str(exc), kw[key].span if key in kw else d.span, code=exc.code)
                     continue
                 missing = sorted(vs - avail)
                 tname = kw[key].value.id if key in kw and isinstance(kw[key].value, ast.Name) else None
@@ -639,7 +646,7 @@ class _Checker:
                 try:
                     variables(v.value)
                 except TemplateError as exc:
-                    self.err(str(exc), v.span, code="template-syntax")
+                    self.err(str(exc), v.span, code=exc.code)
                 return v.value
             self.err(f"option '{spec.name}' needs a template name or a string", v.span, code="type-mismatch")
             return None

@@ -13,6 +13,10 @@ Loaders (see docs/language.md, "Sources"):
 * ``sql("SELECT ...")`` — a read-only DuckDB query over the store of earlier
   runs: the store the run writes to (``synth run --db``, default
   ``.synth/synth.duckdb``), or ``db="path.duckdb"`` relative to the recipe.
+  It is exactly one ``SELECT`` (or ``WITH ... SELECT``), run on its own
+  connection opened read-only with ``enable_external_access=false``
+  (:mod:`synthlang.store.readonly`): no writes, no DDL, no file reads or
+  writes, no ``ATTACH``, no extension installs.
 
 Every loader takes ``limit=``, ``offset=``, ``id=FIELD`` (the field that
 identifies a seed; duplicates are an error) and ``max_field_bytes=`` (default
@@ -300,35 +304,35 @@ def _hf_records(spec: SourceSpec, shown: str) -> Iterator[tuple[int, dict[str, A
     yield from enumerate(ds, start=1)
 
 
-def _sql_store(spec: SourceSpec, store: Any) -> tuple[Any, bool]:
-    """(store to query, whether we opened it and must close it)."""
-    from synthlang.store import DEFAULT_DB, Store
+def _sql_target(spec: SourceSpec, store: Any) -> Path:
+    """The database file a ``sql`` source reads; the run's own store lets go of its file first."""
+    from synthlang.store import DEFAULT_DB
 
     db = spec.args.get("db")
-    if db is not None:
-        path = Path(db)
-        if store is not None and Path(store.path).resolve() == path.resolve():
-            return store, False
-        if not path.exists():
+    path = Path(db) if db is not None else Path(store.path) if store is not None else Path(DEFAULT_DB)
+    if store is not None and Path(store.path).resolve() == path.resolve():
+        store.release(force=True)   # the query gets its own read-only connection, no external access
+        return path
+    if not path.exists():
+        if db is not None:
             raise DataError("no database file: run the recipe that fills it first", str(db))
-        return Store(path, read_only=True), True
-    if store is not None:
-        return store, False
-    if not Path(DEFAULT_DB).exists():
         raise DataError(f"no database file at {DEFAULT_DB}: run a recipe first or pass db=", f"sql source '{spec.name}'")
-    return Store(DEFAULT_DB, read_only=True), True
+    return path
+
+
+def _sql_query(spec: SourceSpec, sql: str, shown: str, store: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only SELECT (see :mod:`synthlang.store.readonly`); errors name the source."""
+    from synthlang.store.readonly import query_readonly
+
+    path = _sql_target(spec, store)
+    try:
+        return query_readonly(path, sql)
+    except StoreError as exc:
+        raise DataError(f"SQL error: {exc}", shown) from None
 
 
 def _sql_records(spec: SourceSpec, shown: str, store: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    st, owned = _sql_store(spec, store)
-    try:
-        try:
-            cols, rows = st.query(str(spec.args["query"]))
-        except StoreError as exc:
-            raise DataError(f"SQL error: {exc}", shown) from None
-    finally:
-        if owned:
-            st.close()
+    cols, rows = _sql_query(spec, str(spec.args["query"]), shown, store)
     for f in spec.fields:
         if f not in cols:
             raise DataError(f"the query returns no column '{f}' (columns: {', '.join(cols)})", shown, field=f)
@@ -338,13 +342,12 @@ def _sql_records(spec: SourceSpec, shown: str, store: Any) -> Iterator[tuple[int
 
 
 def _sql_count(spec: SourceSpec, store: Any) -> int | None:
-    st, owned = _sql_store(spec, store)
-    try:
-        _, rows = st.query(f"SELECT count(*) FROM ({spec.args['query']}) AS q")
-        return int(rows[0][0])
-    finally:
-        if owned:
-            st.close()
+    from synthlang.store.readonly import select_problem
+
+    if select_problem(str(spec.args["query"])) is not None:
+        return None
+    _, rows = _sql_query(spec, f"SELECT count(*) FROM ({spec.args['query']}) AS q", "", store)
+    return int(rows[0][0])
 
 
 # ------------------------------------------------------------------ rows

@@ -79,6 +79,8 @@ class _RunLock:
     """
 
     def __init__(self, db: Path) -> None:
+        # keyed on the resolved path: two writers through a symlink (or `..`) find the same lock file
+        db = db.resolve()
         self.path = db.with_name(db.name + ".lock")
         self._fh: Any = None
 
