@@ -274,6 +274,37 @@ def unsafe_attributes(text: str, name: str = "<template>") -> list[tuple[str, in
     return sorted(out, key=lambda x: x[1])
 
 
+@lru_cache(maxsize=1024)
+def printed_variables(text: str, name: str = "<template>") -> frozenset[str]:
+    """Variables the template prints unconditionally: ``{{ x }}`` or ``{{ x|filter }}`` outside any
+    ``if``, ``for``, macro or block, and not through ``default``.
+
+    :func:`render` fails a row whose value for one of them is null or blank (the DataDesigner #629
+    pattern: a prompt that silently says ``None`` or nothing where the question should be).
+
+    Raises:
+        TemplateError: on a syntax error.
+    """
+    out: set[str] = set()
+    for node in _parse(text, name).body:
+        if not isinstance(node, nodes.Output):
+            continue
+        for expr in node.nodes:
+            while isinstance(expr, nodes.Filter) and expr.name not in ("default", "d") and expr.node is not None:
+                expr = expr.node
+            if isinstance(expr, nodes.Name) and expr.ctx == "load":
+                out.add(expr.name)
+    return frozenset(out)
+
+
+def _blank(v: Any) -> str | None:
+    if v is None:
+        return "null"
+    if isinstance(v, str) and not v.strip():
+        return "empty" if not v else "blank (only whitespace)"
+    return None
+
+
 def render(text: str, values: dict[str, Any], name: str = "<template>") -> str:
     """Render a template with row values, within the sandbox's bounds.
 
@@ -281,12 +312,20 @@ def render(text: str, values: dict[str, Any], name: str = "<template>") -> str:
         The rendered text, stripped.
 
     Raises:
-        TemplateError: when a variable is missing, the sandbox refuses an
+        TemplateError: when a variable is missing, a variable the template prints
+            unconditionally is null or blank (code ``template-empty-field``, see
+            :func:`printed_variables`), the sandbox refuses an
             attribute (``__class__``, ``__globals__``, ...), a bound is hit
             (:data:`MAX_RANGE`, :data:`MAX_STRING`, :data:`MAX_OUTPUT`,
             :data:`RENDER_TIME_S`; code ``template-limit``) or rendering fails.
     """
     tpl = compile_template(text, name)
+    for var in sorted(printed_variables(text, name)):
+        why = _blank(values.get(var, 0))
+        if why is not None:
+            via = " (the value of the step's field= option)" if var == "input" else ""
+            raise TemplateError(f"template '{name}': field '{var}'{via} is {why} in this row, and the prompt prints it",
+                                name, code="template-empty-field")
     outer = getattr(_state, "deadline", None)
     _state.deadline = time.monotonic() + RENDER_TIME_S
     try:

@@ -8,6 +8,7 @@ Each case is the exact input from the issue, in a fresh folder (no ``.git`` abov
 
 from __future__ import annotations
 
+import json
 import time
 
 import duckdb
@@ -155,3 +156,82 @@ def test_cli_second_run_through_a_symlinked_db_is_refused(proj):
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert _count(proj, "calls") == 4
+
+
+# ------------------------------------------------------------ item 4: template denial of service
+DOS = [
+    ("{{ range(10**9)|length }}", "range() of 1,000,000,000 items"),
+    ("{{ 'x' * 10**9 }}", "'*' would build 1,000,000,000"),
+    ("{{ 'x'|center(10**9) }}", "filter 'center'"),
+    ("{{ '%0*d' % (10**9, 1) }}", "'%' format"),
+    ("{{ 'x'.ljust(10**9) }}", "str.ljust()"),
+    ("{{ '{:>1000000000}'.format('x') }}", "str.format()"),
+    ("{{ [1] * 10**8 }}", "'*' would build"),
+    ("{{ 2 ** 100000 }}", "'**' result"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "longer than 2 s"),
+    ("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}", "longer than 2 s"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "RecursionError"),
+    ("{% for i in range(100000) %}{{ question * 100 }}{% endfor %}", "output over"),
+]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("payload,reason", DOS)
+def test_template_bombs_fail_their_rows_with_the_reason(proj, payload, reason):
+    p = write(proj / "r.synth", BASE + f'step x = generate(g, model=m, field=question, prompt="{payload}")\n')
+    t0 = time.monotonic()
+    prog = synthlang.check_file(p)   # checking never evaluates the template
+    assert time.monotonic() - t0 < 5
+    s = synthlang.run(prog, db=proj / "db.duckdb")
+    by = {x.name: x for x in s.steps}
+    assert s.status == "finished" and by["x"].rows_failed == 4 and by["x"].calls_made == 0
+    con = duckdb.connect(str(proj / "db.duckdb"), read_only=True)
+    errors = {e for (e,) in con.execute("select error from failures").fetchall()}
+    con.close()
+    assert len(errors) == 1 and "a sandbox limit was hit" in next(iter(errors)) and reason in next(iter(errors)), errors
+
+
+@pytest.mark.timeout(120)
+def test_cli_check_and_run_of_a_string_bomb_finish_quickly(proj):
+    write(proj / "r.synth", BASE + 'step x = generate(g, model=m, field=question, prompt="{{ \'x\' * 10**9 }}")\n'
+          'step y = generate(g, model=m, field=question, prompt="{{ range(10**9)|length }}")\n')
+    r = synth("check", "r.synth", cwd=proj, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = synth("run", "r.synth", "--quiet", cwd=proj, timeout=60)
+    assert r.returncode in (0, 2) and "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+
+
+def test_bounded_sandbox_still_renders_ordinary_templates():
+    from synthlang.templates import render
+
+    text = ("{{ q }} {{ 2**10 }} {% for i in range(3) %}{{ i }}{% endfor %} {{ 'ab'|center(6) }} {{ '%05d' % 3 }} "
+            "{{ '{:>4}'.format('z') }} {{ [1, 2] * 2 }} {{ 'ab' * 3 }} {{ 7 // 2 }} {{ 7 / 2 }}")
+    assert render(text, {"q": "héllo"}) == "héllo 1024 012   ab   00003    z [1, 2, 1, 2] ababab 3 3.5"
+
+
+# ------------------------------------------------------------ item 11: null / empty prompt fields
+def test_null_or_empty_prompt_field_fails_its_row_naming_the_field(proj):
+    rows = [{"question": None, "answer": "1"}, {"question": "", "answer": "2"}, {"question": "  ", "answer": "3"},
+            {"question": "What is 2+2?", "answer": "4"}]
+    write(proj / "data" / "n.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    p = write(proj / "r.synth", BASE.replace("data/g.jsonl", "data/n.jsonl")
+              + 'step a = answer(g, model=m)\nstep b = generate(g, model=m, prompt="Q: {{ question }}")\n')
+    s = synthlang.run(synthlang.check_file(p), db=proj / "db.duckdb")
+    by = {x.name: x for x in s.steps}
+    assert by["a"].rows_failed == 3 and by["a"].calls_made == 1
+    assert by["b"].rows_failed == 3 and by["b"].calls_made == 1
+    con = duckdb.connect(str(proj / "db.duckdb"), read_only=True)
+    got = sorted(con.execute("select step, data->>'answer', error from failures").fetchall())
+    con.close()
+    assert [(st, a) for st, a, _ in got] == [("a", "1"), ("a", "2"), ("a", "3"), ("b", "1"), ("b", "2"), ("b", "3")]
+    errs = {(st, a): e for st, a, e in got}
+    assert "field 'input' (the value of the step's field= option) is null in this row" in errs[("a", "1")]
+    assert "field 'question' is empty in this row" in errs[("b", "2")]
+    assert "blank" in errs[("b", "3")]
+
+
+def test_optional_fields_under_if_or_default_may_be_empty():
+    from synthlang.templates import render
+
+    assert render("Q {% if hint %}hint: {{ hint }}{% endif %}", {"hint": ""}) == "Q"
+    assert render("Q {{ hint|default('none', true) }}", {"hint": ""}) == "Q none"
