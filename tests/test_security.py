@@ -235,3 +235,83 @@ def test_optional_fields_under_if_or_default_may_be_empty():
 
     assert render("Q {% if hint %}hint: {{ hint }}{% endif %}", {"hint": ""}) == "Q"
     assert render("Q {{ hint|default('none', true) }}", {"hint": ""}) == "Q none"
+
+
+# ------------------------------------------------------------ item 5: train= commands
+LOOP = BASE + """loop grow(rounds=3, train="TRAIN") {
+  step written = new_question(g, model=m, field=question, k=2, min_words=1)
+  step solved = answer(written, model=m, field=question) -> answer, gold
+  step fresh = dedup(solved, field=question, mode="exact", against=g)
+  feed g from fresh
+}
+"""
+TOUCH = "touch pwned {data}"
+
+
+def _loop(proj, cmd, name="r.synth"):
+    return write(proj / name, LOOP.replace("TRAIN", cmd))
+
+
+def test_train_command_is_shown_by_check_and_plan(proj):
+    _loop(proj, "touch {out}")
+    r = synth("check", "r.synth", cwd=proj, env={"SYNTH_ALLOW_TRAIN": ""})
+    assert r.returncode == 0, r.stderr
+    assert "loop 'grow' runs an external command between rounds: touch {out}" in r.stdout
+    assert "refused unless: synth run ... --allow-train r.synth" in r.stdout
+    r = synth("plan", "r.synth", cwd=proj, env={"SYNTH_ALLOW_TRAIN": ""})
+    assert r.returncode == 0 and "touch {out}" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("cmd,msg", [
+    ("python train.py {nope}", "unknown placeholder {nope}"),
+    ("python train.py {", "Single '{' encountered"),
+    ("python train.py }", "Single '}' encountered"),
+    ("python train.py {}", "unknown placeholder {}"),
+    ("python train.py {data.__class__}", "unknown placeholder {data.__class__}"),
+    ("python train.py {0}", "unknown placeholder {0}"),
+])
+def test_bad_train_placeholders_are_positioned_check_errors(proj, cmd, msg):
+    _loop(proj, cmd)
+    with pytest.raises(Diagnostics) as ei:
+        synthlang.check_file(proj / "r.synth")
+    [e] = ei.value.errors
+    assert e.code == "bad-train-command" and msg in e.message and (e.span.line, e.span.col) == (7, 27), e
+
+
+def test_unallowed_train_command_is_refused_before_any_call(proj):
+    _loop(proj, TOUCH)
+    for env in ({"SYNTH_ALLOW_TRAIN": ""}, {"SYNTH_ALLOW_TRAIN": "1"}):
+        r = synth("run", "r.synth", "--quiet", "--db", "db.duckdb", cwd=proj, env=env)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "were not allowed" in r.stderr and "--allow-train r.synth" in r.stderr
+        assert not (proj / "db.duckdb").exists() and not (proj / "pwned").exists()
+    assert "SYNTH_ALLOW_TRAIN=1 no longer allows" in r.stderr
+
+
+def test_allowance_is_for_one_file_and_its_content(proj, monkeypatch):
+    from synthlang.errors import ConfigError
+    from synthlang.plan.train import allowance
+
+    monkeypatch.delenv("SYNTH_ALLOW_TRAIN", raising=False)
+    _loop(proj, TOUCH, "other.synth")
+    other = allowance(proj / "other.synth")
+    _loop(proj, TOUCH)
+    monkeypatch.setenv("SYNTH_ALLOW_TRAIN", other)   # another recipe's allowance does not carry over
+    with pytest.raises(ConfigError):
+        synthlang.run(synthlang.check_file(proj / "r.synth"), db=proj / "db.duckdb")
+    monkeypatch.setenv("SYNTH_ALLOW_TRAIN", allowance(proj / "r.synth"))
+    write(proj / "r.synth", LOOP.replace("TRAIN", TOUCH) + "# edited after it was allowed\n")
+    with pytest.raises(ConfigError):
+        synthlang.run(synthlang.check_file(proj / "r.synth"), db=proj / "db.duckdb")
+    assert not (proj / "db.duckdb").exists() and not (proj / "pwned").exists()
+
+
+def test_allow_train_flag_runs_the_command(proj):
+    _loop(proj, TOUCH)
+    r = synth("run", "r.synth", "--quiet", "--db", "db.duckdb", "--allow-train", "r.synth", cwd=proj,
+              env={"SYNTH_ALLOW_TRAIN": ""})
+    assert r.returncode == 0, r.stderr
+    assert (proj / "pwned").exists()
+    con = duckdb.connect(str(proj / "db.duckdb"), read_only=True)
+    assert con.execute("select count(*), min(exit_status) from train_runs").fetchone()[1] == 0
+    con.close()

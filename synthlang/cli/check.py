@@ -19,12 +19,15 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.api import check_file
     from synthlang.cli.main import err_console
     from synthlang.cli.run import parse_params
+    from synthlang.plan.train import describe as describe_train
 
     bad = 0
     for path in args.recipes:
         try:
-            check_file(path, parse_params(args.param), allow_outside=args.allow_outside)
-            console.print(f"{path}: ok")
+            program = check_file(path, parse_params(args.param), allow_outside=args.allow_outside)
+            console.print(f"{path}: ok", markup=False)
+            for line in describe_train(program):   # external commands are shown, never hidden
+                console.print(f"{path}: {line}", markup=False)
         except SynthError as exc:
             bad += 1
             err_console.print(exc.render(), markup=False)

@@ -23,8 +23,11 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.cli.run import parse_params
     from synthlang.plan.estimate import to_json, to_mermaid
 
-    p = plan(check_file(args.recipe, parse_params(args.param), getattr(args, "model", None),
-                        allow_outside=args.allow_outside))
+    from synthlang.plan.train import describe as describe_train
+
+    program = check_file(args.recipe, parse_params(args.param), getattr(args, "model", None),
+                         allow_outside=args.allow_outside)
+    p = plan(program)
     if args.format == "json":
         print(to_json(p), end="")
         return 0
@@ -52,4 +55,6 @@ def main(args: argparse.Namespace) -> int:
     console.print(f"total: {t['calls']} calls, ~{t['tokens']} tokens (upper bound){cost}{more}")
     if p["budget"]:
         console.print("budget: " + ", ".join(f"{k}={v}" for k, v in p["budget"].items()))
+    for line in describe_train(program):
+        console.print(line, markup=False)
     return 0
