@@ -22,7 +22,6 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.api import check_file, plan
     from synthlang.cli.run import parse_params
     from synthlang.plan.estimate import to_json, to_mermaid
-
     from synthlang.plan.train import describe as describe_train
 
     program = check_file(args.recipe, parse_params(args.param), getattr(args, "model", None),

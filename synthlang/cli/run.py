@@ -97,9 +97,8 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.errors import BudgetExceeded
     from synthlang.execute.budget import Budget
     from synthlang.execute.runner import Runner
-    from synthlang.store import Store
-
     from synthlang.plan import train
+    from synthlang.store import Store
 
     program = check_file(args.recipe, parse_params(args.param), args.model, allow_outside=args.allow_outside)
     train.allow(getattr(args, "allow_train", []))
