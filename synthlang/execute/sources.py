@@ -3,8 +3,13 @@
 Loaders (see docs/language.md, "Sources"):
 
 * ``jsonl("file.jsonl")`` — one JSON object per line; rows are line numbers.
+  A UTF-8 byte-order mark is accepted; a lone UTF-16 surrogate escape
+  (``"\ud800"``) is an error naming the row and field.
 * ``csv("file.csv")`` — a header line, then rows; cells are converted to the
-  declared types; rows are line numbers (the header is line 1).
+  declared types; rows are line numbers (the header is line 1). A row with
+  fewer or more cells than the header, an unclosed quote and a duplicate
+  column name are errors (no cell becomes null, no rows merge, no column wins
+  silently).
 * ``parquet("file.parquet")`` — columns read with pyarrow; rows are 1-based
   row indexes.
 * ``hf("folder")`` — a Hugging Face dataset saved with ``save_to_disk``
@@ -183,7 +188,7 @@ def _jsonl_records(path: Path, shown: str) -> Iterator[tuple[int, dict[str, Any]
             if not raw.strip():
                 continue
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")   # a byte-order mark is accepted
             except UnicodeDecodeError as exc:
                 raise DataError(f"bytes that are not UTF-8 at byte {exc.start} of the line", shown, row=lineno) from None
             try:
@@ -194,7 +199,32 @@ def _jsonl_records(path: Path, shown: str) -> Iterator[tuple[int, dict[str, Any]
                 raise DataError("malformed JSON: nested too deeply", shown, row=lineno) from None
             if not isinstance(obj, dict):
                 raise DataError(f"each line must be a JSON object, not {_type_name(obj)}", shown, row=lineno)
+            if "\\ud" in line or "\\uD" in line:   # JSON escapes can spell lone UTF-16 surrogates
+                bad = _surrogate_field(obj)
+                if bad is not None:
+                    raise DataError("a lone UTF-16 surrogate escape (such as \\ud800) is not text; "
+                                    "fix the escape or drop the field", shown, row=lineno, field=bad)
             yield lineno, obj
+
+
+def _surrogate_field(obj: dict[str, Any]) -> str | None:
+    """The first top-level field whose value (at any depth) holds a lone surrogate, or ``None``."""
+    def bad(v: Any) -> bool:
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+            return False
+        if isinstance(v, list):
+            return any(bad(x) for x in v)
+        if isinstance(v, dict):
+            return any(bad(k) or bad(x) for k, x in v.items())
+        return False
+    for k, v in obj.items():
+        if bad(k) or bad(v):
+            return k
+    return None
 
 
 def _decode_whole(data: bytes, shown: str) -> str:
@@ -216,21 +246,39 @@ def _csv_records(spec: SourceSpec, shown: str) -> Iterator[tuple[int, dict[str, 
     text = _decode_whole(data, shown)
     if "\x00" in text:
         raise DataError("the file contains a NUL byte (not a CSV text file?)", shown, row=text.count("\n", 0, text.index("\x00")) + 1)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # strict: an unclosed quote is an error, not a cell that swallows the rest of the file
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    started = 1
     try:
-        header = reader.fieldnames or []
+        header = next(reader, None) or []
         if not header:
             return
+        seen: dict[str, int] = {}
+        for i, h in enumerate(header, start=1):
+            if h in seen:
+                raise DataError(f"duplicate column '{h}' in the header (columns {seen[h]} and {i}); "
+                                "rename one so that no column silently wins", shown, row=1, field=h)
+            seen[h] = i
         for f in spec.fields:
             if f not in header:
                 raise DataError(f"no column '{f}' in the header ({', '.join(header)})", shown, row=1, field=f)
-        for rec in reader:
+        while True:
+            started = reader.line_num + 1
+            cells = next(reader, None)
+            if cells is None:
+                break
             lineno = reader.line_num
-            if None in rec:
-                raise DataError(f"{len(header) + len(rec[None])} cells but the header has {len(header)} columns",  # type: ignore[index]
-                                shown, row=lineno)
+            if not cells:
+                continue   # a blank line
+            if len(cells) != len(header):
+                short = "short row: " if len(cells) < len(header) else ""
+                raise DataError(f"{short}{len(cells)} cells but the header has {len(header)} columns", shown, row=lineno)
+            rec = dict(zip(header, cells, strict=True))
             yield lineno, {f: _convert_text(rec.get(f), t, shown, lineno, f) for f, t in spec.fields.items()}
     except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise DataError("unclosed quote: the quoted cell that starts on this line runs to the end of the file",
+                            shown, row=started) from None
         raise DataError(f"malformed CSV: {exc}", shown, row=reader.line_num) from None
 
 
