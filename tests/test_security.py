@@ -315,3 +315,106 @@ def test_allow_train_flag_runs_the_command(proj):
     con = duckdb.connect(str(proj / "db.duckdb"), read_only=True)
     assert con.execute("select count(*), min(exit_status) from train_runs").fetchone()[1] == 0
     con.close()
+
+
+# ------------------------------------------------------------ item 12: ranges and replace
+@pytest.mark.parametrize("step,msg,col", [
+    ("step a = answer(g, model=m, n=0)", "n must be at least 1, not 0", 31),
+    ("step a = answer(g, model=m, n=-1)", "n must be at least 1, not -1", 31),
+    ("step a = answer(g, model=m, max_tokens=-5)", "max_tokens must be at least 1, not -5", 40),
+    ("step a = answer(g, model=m, temperature=-1)", "temperature must be between 0 and 2, not -1", 41),
+    ("step a = answer(g, model=m, top_p=1.5)", "top_p must be between 0 and 1, not 1.5", 35),
+    ("step a = answer(g, model=m, seed=-3)", "seed must be between 0 and", 34),
+])
+def test_out_of_range_step_options_are_check_errors(proj, step, msg, col):
+    write(proj / "r.synth", BASE + step + "\n")
+    with pytest.raises(Diagnostics) as ei:
+        synthlang.check_file(proj / "r.synth")
+    [e] = ei.value.errors
+    assert e.code == "out-of-range" and msg in e.message and (e.span.line, e.span.col) == (7, col), e
+
+
+@pytest.mark.parametrize("model,msg", [
+    ("fake(max_tokens=-5)", "max_tokens must be at least 1, not -5"),
+    ("fake(temperature=-1)", "temperature must be between 0 and 2, not -1"),
+    ("fake(max_tokens=0)", "max_tokens must be at least 1, not 0"),
+    ('openai("x", base_url="http://127.0.0.1:9/v1", top_p=-0.1)', "top_p must be between 0 and 1, not -0.1"),
+])
+def test_out_of_range_model_sampling_is_a_check_error(proj, model, msg):
+    write(proj / "r.synth", BASE.replace("fake(temperature=0.5, max_tokens=32)", model))
+    with pytest.raises(Diagnostics) as ei:
+        synthlang.check_file(proj / "r.synth")
+    [e] = ei.value.errors
+    assert e.code == "out-of-range" and msg in e.message and e.span.line == 2, e
+
+
+def test_replace_of_a_field_that_does_not_exist_is_a_check_error(proj):
+    write(proj / "r.synth", BASE + "step r = rephrase(g, model=m) -> replace nosuch\n")
+    with pytest.raises(Diagnostics) as ei:
+        synthlang.check_file(proj / "r.synth")
+    [e] = ei.value.errors
+    assert e.code == "replace-unknown-field" and "no field 'nosuch' to replace" in e.message and e.span.line == 7
+    write(proj / "r.synth", BASE + "step r = rephrase(g, model=m) -> replace question\n")
+    assert synthlang.check_file(proj / "r.synth").steps[0].rename == {"rephrased": "question"}
+
+
+# ------------------------------------------------------------ item 13: string escapes and LaTeX
+LATEX = r"Solve $\frac{a}{b} + \sqrt{c}$ and put the result in \boxed{x}; use \left( \right) and \times, \beta, \nu."
+
+
+def test_latex_in_a_one_line_string_is_a_positioned_error_not_a_form_feed(proj):
+    write(proj / "r.synth", BASE + 'step x = generate(g, model=m, prompt="Q: {{ question }} \\frac{a}{b} \\boxed{x}")\n')
+    r = synth("check", "r.synth", cwd=proj)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "r.synth:7:57: error: unknown escape \\f in a string" in r.stderr, r.stderr
+    assert 'triple-quoted string """..."""' in r.stderr
+
+
+def test_latex_in_a_triple_quoted_template_reaches_the_model_byte_exact(proj):
+    p = write(proj / "r.synth", BASE + 'template t = """\n  {{ question }}\n  ' + LATEX + '\n  """\n'
+              "step x = generate(g, model=m, prompt=t)\n")
+    prog = synthlang.check_file(p)
+    assert prog.templates["t"] == "{{ question }}\n" + LATEX + "\n"
+    synthlang.run(prog, db=proj / "db.duckdb")
+    con = duckdb.connect(str(proj / "db.duckdb"), read_only=True)
+    sent = [json.loads(m)[-1]["content"] for (m,) in con.execute("select messages from calls").fetchall()]
+    con.close()
+    assert len(sent) == 4 and all(s.endswith(LATEX) for s in sent)
+    assert not any(c in "".join(sent) for c in "\f\b\v\a\r")
+
+
+@pytest.mark.parametrize("literal,value", [
+    (r'"a\"b"', 'a"b'), (r'"a\\b"', "a\\b"), (r'"a\nb"', "a\nb"), (r'"a\tb"', "a\tb"), (r'"\u00e9"', "é"),
+    (r'"\u{1F600}"', "\U0001F600"), (r'"\\frac{a}{b}"', r"\frac{a}{b}"),
+    ('"""\n  \\frac{1}{2} \\n \\u00e9 \\"\n  """', '\\frac{1}{2} \\n \\u00e9 \\"\n'),
+])
+def test_the_language_string_escapes(literal, value):
+    from synthlang.syntax import parse
+
+    assert parse(f"template t = {literal}").decls[0].text == value
+
+
+@pytest.mark.parametrize("literal,col,msg", [
+    (r'"\frac"', 15, r"unknown escape \f"), (r'"x \boxed{1}"', 17, r"unknown escape \b"),
+    (r'"\x41"', 15, r"unknown escape \x"), (r'"\r"', 15, r"unknown escape \r"), (r'"\N{BULLET}"', 15, r"unknown escape \N"),
+    (r'"\101"', 15, r"unknown escape \1"), (r'"\u12"', 15, "malformed \\u escape"), (r'"\ud800"', 15, "malformed \\u escape"),
+    (r'"\u{110000}"', 15, "malformed \\u escape"), (r'"a \ "', 17, r"unknown escape \ "),
+])
+def test_unknown_escapes_are_positioned_errors(literal, col, msg):
+    from synthlang.errors import SynthSyntaxError
+    from synthlang.syntax import parse
+
+    with pytest.raises(SynthSyntaxError) as ei:
+        parse(f"template t = {literal}", "r.synth")
+    e = ei.value
+    assert e.code == "bad-escape" and msg in e.message and (e.span.line, e.span.col) == (1, col), e
+
+
+def test_fmt_writes_only_the_language_escapes():
+    from synthlang.syntax import parse
+    from synthlang.syntax.format import quote
+
+    for s in ["a\rb", "\x00\x1f", "tab\there", "line\nbreak", "\U0001F600 \u200b", "a\\b\"c", LATEX,
+              "two\nlines\nof " + LATEX, 'ends with "', "x\n\"\"\"\ny"]:
+        lit = quote(s)
+        assert parse(f"template t = {lit}").decls[0].text == s, lit

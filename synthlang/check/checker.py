@@ -30,6 +30,8 @@ from synthlang.ops.base import (
     KIND_NODE,
     KIND_STR,
     KIND_TEMPLATE,
+    SAMPLING_RANGES,
+    range_problem,
 )
 from synthlang.plan.keys import digest
 from synthlang.plan.program import ExportSpec, ModelSpec, Program, SourceSpec, StepSpec
@@ -276,6 +278,8 @@ class _Checker:
         for name, arg in call.kw().items():
             v = self._const(arg.value)
             if name in SAMPLING_KEYS:
+                if (problem := range_problem(name, v, SAMPLING_RANGES.get(name))) is not None:
+                    self.err(problem, arg.value.span, code="out-of-range", name=name, range=list(SAMPLING_RANGES[name]))
                 if name == "stop":
                     v = tuple(v) if isinstance(v, list) else (v,)
                 sampling[name] = v
@@ -598,6 +602,10 @@ class _Checker:
         fields_out = dict(fields_in) if op.inherit else {}
         for orig, new in rename.items():
             o = explicit.get(new)
+            if o is not None and o.replace and new not in fields_in:
+                self.err(f"'-> replace {new}': step '{d.name}' has no field '{new}' to replace", o.span,
+                         hint=did_you_mean(new, list(fields_in)) or f"drop 'replace' to add '{new}' as a new field",
+                         code="replace-unknown-field", name=new, step=d.name)
             if new in fields_out and not (o is not None and o.replace):
                 span = o.span if o is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
@@ -685,6 +693,8 @@ class _Checker:
         val = self._const(v, want)
         if want == "float" and isinstance(val, int) and not isinstance(val, bool):
             val = float(val)
+        if (problem := range_problem(spec.name, val, getattr(spec, "range", None))) is not None:   # ops/base.py
+            self.err(problem, v.span, code="out-of-range", name=spec.name, range=list(spec.range))
         return val
 
     def _export(self, d: ast.Export) -> ExportSpec | None:
