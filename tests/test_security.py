@@ -418,3 +418,38 @@ def test_fmt_writes_only_the_language_escapes():
               "two\nlines\nof " + LATEX, 'ends with "', "x\n\"\"\"\ny"]:
         lit = quote(s)
         assert parse(f"template t = {lit}").decls[0].text == s, lit
+
+
+# ------------------------------------------------------------ item 16: an imported loop used as a step
+LIB_LOOP = """model m = fake()
+source seeds = jsonl("../data/g.jsonl") {
+  question: str
+  answer: str
+}
+step before = rephrase(seeds, model=m) -> rq
+loop grow(rounds=3) {
+  step written = new_question(seeds, model=m, field=question, k=2, min_words=1)
+  step solved = answer(written, model=m, field=question) -> answer, gold
+  feed seeds from solved
+}
+step after = rephrase(seeds, model=m) -> rq
+"""
+
+
+@pytest.mark.parametrize("member,loop", [("solved", "grow"), ("written", "grow"), ("after", "grow"),
+                                         ("grow", "grow")])
+def test_an_imported_loop_used_as_a_step_is_a_check_error(proj, member, loop):
+    write(proj / "lib" / "l.synth", LIB_LOOP)
+    write(proj / "r.synth", f'use "lib/l.synth" as lib\nstep x = rephrase(lib.{member}, model=lib.m) -> rq2\n')
+    with pytest.raises(Diagnostics) as ei:
+        synthlang.check_file(proj / "r.synth")
+    errs = [e for e in ei.value.errors if e.code == "imported-loop"]
+    assert errs and errs[0].data["loop"] == loop and errs[0].span.line == 2, ei.value.errors
+    assert "imported loops do not run" in errs[0].message
+
+
+def test_steps_of_an_imported_recipe_outside_its_loops_still_import(proj):
+    write(proj / "lib" / "l.synth", LIB_LOOP)
+    write(proj / "r.synth", 'use "lib/l.synth" as lib\nstep x = rephrase(lib.before, model=lib.m, field=rq) -> rq2\n')
+    prog = synthlang.check_file(proj / "r.synth")
+    assert [s.name for s in prog.steps] == ["lib.before", "x"]
