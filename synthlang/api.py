@@ -66,11 +66,17 @@ def plan(program: Program) -> dict[str, Any]:
 
     Sources are read (at most ``limit`` rows) to count rows; ``sql`` sources
     count on their database when it exists, else their rows are ``None``.
+    ``over_context`` lists steps whose rows' prompts plus ``max_tokens`` exceed the
+    model's declared context (see :mod:`synthlang.plan.context`).
     """
-    from synthlang.execute.sources import source_stats
+    from synthlang.execute.sources import load_source, source_stats
+    from synthlang.plan.context import over_context
     from synthlang.plan.estimate import estimate
 
-    return estimate(program, source_stats)
+    p = estimate(program, source_stats)
+    # prompts over a model's declared context, before any call (plan/context.py)
+    p["over_context"] = over_context(program, lambda spec: load_source(spec, program.params))
+    return p
 
 
 def run(program: Program, db: str | Path | None = None, progress: Any = None,

@@ -453,3 +453,35 @@ def test_steps_of_an_imported_recipe_outside_its_loops_still_import(proj):
     write(proj / "r.synth", 'use "lib/l.synth" as lib\nstep x = rephrase(lib.before, model=lib.m, field=rq) -> rq2\n')
     prog = synthlang.check_file(proj / "r.synth")
     assert [s.name for s in prog.steps] == ["lib.before", "x"]
+
+
+# ------------------------------------------------------------ item 14: prompts over the context window
+CTX = """recipe c "context"
+model small = embedded(n_ctx=512, max_tokens=64)
+model api = openai("gpt-x", base_url="http://127.0.0.1:9/v1", context=1024, max_tokens=100)
+model big = vllm("org/model", max_model_len=100000)
+model unknown = openai("gpt-y", base_url="http://127.0.0.1:9/v1")
+source g = jsonl("data/long.jsonl") {
+  question: str
+}
+step a = rephrase(g, model=small)
+step b = rephrase(g, model=api)
+step c = rephrase(g, model=big)
+step d = rephrase(g, model=unknown)
+"""
+
+
+def test_plan_flags_rows_over_a_models_declared_context_before_any_call(proj):
+    qs = [json.loads(GSM[0])["question"], "word " * 500, json.loads(GSM[1])["question"], "x" * 6000]
+    write(proj / "data" / "long.jsonl", "\n".join(json.dumps({"question": q}) for q in qs) + "\n")
+    p = write(proj / "r.synth", CTX)
+    plan = synthlang.plan(synthlang.check_file(p))
+    got = {f["step"]: f for f in plan["over_context"]}
+    assert set(got) == {"a", "b"}                      # c has room; d declares no context
+    assert (got["a"]["over"], got["a"]["first"], got["a"]["context"], got["a"]["rows"]) == (2, 2, 512, 4)
+    assert (got["b"]["over"], got["b"]["first"], got["b"]["context"]) == (1, 4, 1024)
+    assert got["b"]["largest"] >= 1500
+    r = synth("plan", "r.synth", cwd=proj)
+    assert r.returncode == 0, r.stderr
+    assert "warning: step 'a': 2 of 4 rows need more than model 'small''s context of 512 tokens" in r.stdout
+    assert not (proj / ".synth").exists()               # no call, no store

@@ -56,4 +56,8 @@ def main(args: argparse.Namespace) -> int:
         console.print("budget: " + ", ".join(f"{k}={v}" for k, v in p["budget"].items()))
     for line in describe_train(program):
         console.print(line, markup=False)
+    from synthlang.plan.context import describe as describe_context
+
+    for line in describe_context(p.get("over_context") or []):
+        console.print("warning: " + line, markup=False)
     return 0
