@@ -66,7 +66,7 @@ def plan(program: Program) -> dict[str, Any]:
 
     Sources are read (at most ``limit`` rows) to count rows; ``sql`` sources
     count on their database when it exists, else their rows are ``None``.
-    ``over_context`` lists steps whose rows' prompts plus ``max_tokens`` exceed the
+    ``over_context`` (present only when non-empty) lists steps whose rows' prompts plus ``max_tokens`` exceed the
     model's declared context (see :mod:`synthlang.plan.context`).
     """
     from synthlang.execute.sources import load_source, source_stats
@@ -75,7 +75,9 @@ def plan(program: Program) -> dict[str, Any]:
 
     p = estimate(program, source_stats)
     # prompts over a model's declared context, before any call (plan/context.py)
-    p["over_context"] = over_context(program, lambda spec: load_source(spec, program.params))
+    over = over_context(program, lambda spec: load_source(spec, program.params))
+    if over:   # only when there is something to say: plans without it are unchanged
+        p["over_context"] = over
     return p
 
 
