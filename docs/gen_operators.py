@@ -62,8 +62,9 @@ Repeats its body. Source: LLM2LLM (2024), PGKD (2024); TAPIR and Evol-Instruct r
 - **train=**: an external command run between rounds (never after the last); synthlang never trains.
   `{data}` is a JSONL of the pool so far, `{out}` the folder it should write to, `{round}` the round;
   the same values are in `SYNTH_TRAIN_DATA`, `SYNTH_TRAIN_OUT`, `SYNTH_ROUND`. It runs without a shell,
-  in the recipe's folder, only when `SYNTH_ALLOW_TRAIN=1` is set (a shared recipe must not run code
-  unasked). Table `train_runs` records run, loop, round, command, data and output paths, exit status,
+  in the recipe's folder, only when the recipe file was allowed as it is now: `synth run R.synth
+  --allow-train R.synth` (a shared recipe must not run code unasked; `check` and `plan` print the
+  command). Table `train_runs` records run, loop, round, command, data and output paths, exit status,
   output tail and seconds; a re-run skips a command that already exited 0 on the same rows. A non-zero
   exit stops the run with an error.
 

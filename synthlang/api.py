@@ -79,23 +79,34 @@ def plan(program: Program) -> dict[str, Any]:
 
     Sources are read (at most ``limit`` rows) to count rows; ``sql`` sources
     count on their database when it exists, else their rows are ``None``.
+    ``over_context`` (present only when non-empty) lists steps whose rows' prompts plus ``max_tokens`` exceed the
+    model's declared context (see :mod:`synthlang.plan.context`).
     """
-    from synthlang.execute.sources import source_stats
+    from synthlang.execute.sources import load_source, source_stats
+    from synthlang.plan.context import over_context
     from synthlang.plan.estimate import estimate
 
-    return estimate(program, source_stats)
+    p = estimate(program, source_stats)
+    # prompts over a model's declared context, before any call (plan/context.py)
+    over = over_context(program, lambda spec: load_source(spec, program.params))
+    if over:   # only when there is something to say: plans without it are unchanged
+        p["over_context"] = over
+    return p
 
 
 def run(program: Program, db: str | Path | None = None, progress: Any = None,
         engine_factory: Callable[[ModelSpec], Any] | None = None, argv: list[str] | None = None,
-        budget: Any = None, retry_failed: bool = False) -> Any:
+        budget: Any = None, retry_failed: bool = False, allow_train: list[str] | None = None) -> Any:
     """Run a checked program, writing everything to the DuckDB file ``db``.
 
     Args:
         budget: a :class:`synthlang.execute.budget.Budget` (default: the recipe's ``budget``).
         retry_failed: re-issue the calls of rows stored as failed.
+        allow_train: recipe files whose loops' ``train=`` commands may run, as they are now
+            (see :mod:`synthlang.plan.train`).
 
     Raises:
+        ConfigError: a ``train=`` command that was not allowed (before any call).
         BudgetExceeded: the budget stopped the run (its state is saved).
         KeyboardInterrupt: SIGINT/SIGTERM stopped the run (its state is saved).
 
@@ -103,8 +114,12 @@ def run(program: Program, db: str | Path | None = None, progress: Any = None,
         A :class:`synthlang.execute.runner.RunSummary`.
     """
     from synthlang.execute.runner import run_program
+    from synthlang.plan import train
     from synthlang.store import DEFAULT_DB, Store
 
+    if allow_train:
+        train.allow(allow_train)
+    train.require_allowed(program)
     with Store(db or DEFAULT_DB) as store:
         return run_program(program, store, progress, engine_factory, argv, budget, retry_failed)
 

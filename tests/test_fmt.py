@@ -21,9 +21,10 @@ text_chars = st.text(st.characters(blacklist_categories=("Cs",), blacklist_chara
 
 
 def str_lit(s: str) -> str:
-    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    return '"' + "".join(c if c.isprintable() or c in "\\" else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
-                         for c in out) + '"'
+    # only the language's escapes: \" \\ \n \t \uXXXX \u{X..X} (docs/language.md, "String escapes")
+    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return '"' + "".join(c if c.isprintable() or c in "\\" else f"\\u{ord(c):04x}" if ord(c) < 0x10000
+                         else f"\\u{{{ord(c):x}}}" for c in out) + '"'
 
 
 @st.composite

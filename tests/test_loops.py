@@ -138,7 +138,10 @@ def test_train_command_runs_between_rounds_and_is_recorded(project, fake_factory
     monkeypatch.delenv("SYNTH_ALLOW_TRAIN", raising=False)
     with pytest.raises(ConfigError):
         _run(project, fake_factory, text)
-    monkeypatch.setenv("SYNTH_ALLOW_TRAIN", "1")
+    from synthlang.plan.train import allowance
+
+    recipe = next(project.glob("*.synth"))
+    monkeypatch.setenv("SYNTH_ALLOW_TRAIN", allowance(recipe))   # this file, as it is now
     _run(project, fake_factory, text)
     con = duckdb.connect(str(project / "db.duckdb"))
     rows = con.execute("SELECT round, exit_status, output_path, command, output_tail FROM train_runs ORDER BY round").fetchall()

@@ -160,3 +160,49 @@ def test_sql_over_a_real_store(tmp_path):
     # db= names the file, relative to the recipe; opened read-only
     rows = load(tmp_path, "sql", "question: str", opts=', db="runs.duckdb"', arg=json.dumps(query))
     assert len(rows) == 4
+
+
+# ---------------------------------------------------------------- issue 11 items 8, 10, 16
+@pytest.mark.parametrize("line, field", [
+    ('{"question": "\\ud800", "answer": "x"}', "question"),
+    ('{"question": "ok", "answer": ["a", "b\\udfff"]}', "answer"),
+    ('{"question": "ok", "answer": {"k": "\\uDC00"}}', "answer"),
+])
+def test_jsonl_lone_surrogate_is_a_positioned_data_error(tmp_path, line, field):
+    jsonl(tmp_path, GOOD, line)
+    with pytest.raises(DataError) as ei:
+        load(tmp_path, "jsonl")
+    e = ei.value
+    assert (e.row, e.field) == (2, field) and "lone UTF-16 surrogate" in str(e)
+
+
+def test_jsonl_surrogate_pair_is_text(tmp_path):
+    jsonl(tmp_path, '{"question": "smile \\ud83d\\ude00", "answer": "x"}')
+    assert load(tmp_path, "jsonl")[0]["question"] == "smile \U0001F600"
+
+
+def test_jsonl_with_a_byte_order_mark_is_accepted(tmp_path):
+    src = (RECIPES / "data/gsm8k/train_first1000.jsonl").read_bytes().splitlines()[:3]
+    (tmp_path / "data.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\n".join(src) + b"\n")
+    rows = load(tmp_path, "jsonl")
+    assert len(rows) == 3 and rows[0]["question"].startswith("Natalia")
+
+
+@pytest.mark.parametrize("text, row, field, words", [
+    ("question,answer\nq1,a1\nq2\n", 3, None, "short row: 1 cells but the header has 2 columns"),
+    ("question,answer\nq1,a1\nq2,a2,extra\n", 3, None, "3 cells but the header has 2 columns"),
+    ('question,answer\nq1,a1\n"q2,a2\nq3,a3\nq4,a4\n', 3, None, "unclosed quote"),
+    ("question,answer,question\nq1,a1,q1b\n", 1, "question", "duplicate column 'question'"),
+])
+def test_csv_short_rows_unclosed_quotes_and_duplicate_headers_are_errors(tmp_path, text, row, field, words):
+    (tmp_path / "data.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(DataError) as ei:
+        load(tmp_path, "csv")
+    e = ei.value
+    assert (e.row, e.field) == (row, field) and words in str(e), str(e)
+
+
+def test_csv_quoted_multiline_cells_and_blank_lines_still_load(tmp_path):
+    (tmp_path / "data.csv").write_text('question,answer\n"line one\nline two",a1\n\nq2,"a, 2"\n', encoding="utf-8")
+    rows = load(tmp_path, "csv")
+    assert rows == [{"question": "line one\nline two", "answer": "a1"}, {"question": "q2", "answer": "a, 2"}]

@@ -31,9 +31,12 @@ from synthlang.ops.base import (
     KIND_NODE,
     KIND_STR,
     KIND_TEMPLATE,
+    SAMPLING_RANGES,
+    range_problem,
 )
 from synthlang.plan.keys import digest
 from synthlang.plan.program import ExportSpec, ModelSpec, Program, SourceSpec, StepSpec
+from synthlang.store.readonly import select_problem
 from synthlang.templates import TemplateError, variables
 
 from . import imports  # `use` declarations (relative: keeps this import block merge-friendly)
@@ -309,6 +312,8 @@ class _Checker:
                 continue
             v = self._const(arg.value)
             if name in SAMPLING_KEYS:
+                if (problem := range_problem(name, v, SAMPLING_RANGES.get(name))) is not None:
+                    self.err(problem, arg.value.span, code="out-of-range", name=name, range=list(SAMPLING_RANGES[name]))
                 if name == "stop":
                     v = tuple(v) if isinstance(v, list) else (v,)
                 sampling[name] = v
@@ -377,8 +382,9 @@ class _Checker:
         try:
             variables(text, d.name)
         except TemplateError as exc:
-            self.err(str(exc), d.span, code="template-syntax")
-            return
+            self.err(str(exc), d.span, code=exc.code)
+            if exc.code != "template-unsafe":   # an unsafe template still parses: no follow-on errors
+                return
         self.templates[d.name] = text
         self.template_spans[d.name] = d.span
         if d.file is not None:
@@ -404,6 +410,11 @@ class _Checker:
         path: Path | None = None
         if call.func == "sql":
             args["query"] = first
+            problem = select_problem(first) if isinstance(first, str) else None
+            if problem is not None:   # untrusted input: one read-only SELECT only (store/readonly.py)
+                self.err(f"sql source '{d.name}': {problem}", pos[0].span, code="sql-not-select",
+                         hint="a sql source reads earlier runs with one SELECT (or WITH ... SELECT); it cannot "
+                              "write, change the schema, attach databases or read files")
         elif isinstance(first, str):
             path = self._resolve_path(first, pos[0].span, "source")
         valid = SOURCE_OPTIONS + SOURCE_LOADER_OPTIONS.get(call.func, ())
@@ -634,7 +645,7 @@ class _Checker:
                 try:
                     vs = variables(text)
                 except TemplateError as exc:
-                    self.err(str(exc), kw[key].span if key in kw else d.span, code="template-syntax")
+                    self.err(str(exc), kw[key].span if key in kw else d.span, code=exc.code)
                     continue
                 missing = sorted(vs - avail)
                 tval = kw[key].value if key in kw else None
@@ -670,6 +681,10 @@ class _Checker:
         replaced = relational.replaces(op, fields_rel)
         for orig, new in rename.items():
             ex = explicit.get(new)
+            if ex is not None and ex.replace and new not in fields_in:
+                self.err(f"'-> replace {new}': step '{d.name}' has no field '{new}' to replace", ex.span,
+                         hint=did_you_mean(new, list(fields_in)) or f"drop 'replace' to add '{new}' as a new field",
+                         code="replace-unknown-field", name=new, step=d.name)
             if new in fields_out and not (ex is not None and ex.replace) and orig not in replaced:
                 span = ex.span if ex is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
@@ -719,7 +734,7 @@ class _Checker:
                 try:
                     variables(v.value)
                 except TemplateError as exc:
-                    self.err(str(exc), v.span, code="template-syntax")
+                    self.err(str(exc), v.span, code=exc.code)
                 return v.value
             self.err(f"option '{spec.name}' needs a template name or a string", v.span, code="type-mismatch")
             return None
@@ -764,6 +779,8 @@ class _Checker:
         val = self._const(v, want)
         if want == "float" and isinstance(val, int) and not isinstance(val, bool):
             val = float(val)
+        if (problem := range_problem(spec.name, val, getattr(spec, "range", None))) is not None:   # ops/base.py
+            self.err(problem, v.span, code="out-of-range", name=spec.name, range=list(spec.range))
         return val
 
     def _export(self, d: ast.Export) -> ExportSpec | None:

@@ -236,6 +236,36 @@ def _report(ck: _Checker, kind: str, qname: str, span: Any) -> None:
            code="unknown-name", name=qname, kind=kind)
 
 
+def _loop_dependency(sub: _Checker, member: str) -> str | None:
+    """The loop of ``sub`` that node ``member`` is or belongs to, or whose grown pool it reads (a step
+    declared after the loop reading a pool the loop feeds); ``None`` when none."""
+    decls = sub.recipe.decls
+    loops = [(i, d) for i, d in enumerate(decls) if isinstance(d, ast.Loop)]
+    if not loops:
+        return None
+    owner = {loop.name: loop.name for _, loop in loops}
+    fed: dict[str, tuple[int, str]] = {}
+    for i, loop in loops:
+        for d in loop.body:
+            if isinstance(d, ast.Step):
+                owner[d.name] = loop.name
+            elif isinstance(d, ast.Feed):
+                fed.setdefault(d.pool, (i, loop.name))
+    where = {d.name: i for i, d in enumerate(decls) if isinstance(d, ast.Step)}
+    name: str | None = member
+    reader: str | None = None
+    seen: set[str] = set()
+    while name is not None and name not in seen:
+        seen.add(name)
+        if name in owner:
+            return owner[name]
+        if name in fed and reader is not None and where.get(reader, -1) > fed[name][0]:
+            return fed[name][1]
+        spec = sub.steps.get(name)
+        reader, name = name, (spec.input if spec is not None else None)
+    return None
+
+
 def find(ck: _Checker, kind: str, qname: str, span: Any = None) -> Any:
     """An imported model spec or template text by qualified name; reports and returns ``None`` when missing."""
     alias, _, member = qname.partition(".")
@@ -260,6 +290,13 @@ def pull(ck: _Checker, qname: str, span: Any = None) -> bool:
         return True
     alias, _, member = qname.partition(".")
     sub = ck.imports.get(alias)
+    looped = _loop_dependency(sub, member) if sub is not None and member else None
+    if looped is not None:   # issue 11 item 16: an imported loop would silently run its chain once
+        if span is not None:
+            ck.err(f"'{qname}' depends on loop '{looped}' of the imported recipe; imported loops do not run, so its "
+                   "rows would come from one pass without the loop", span, code="imported-loop", name=qname, loop=looped,
+                   hint="copy the loop into this recipe, or import only sources and steps that no loop feeds")
+        return False
     if sub is None or not member or not (member in sub.sources or member in sub.steps or member in sub.imported_steps
                                          or ("." in member and pull(sub, member))):
         if span is not None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from synthlang import ast
 from synthlang.plan.keys import digest
 from synthlang.plan.program import LoopSpec
+from synthlang.plan.train import placeholder_problem
 
 if TYPE_CHECKING:
     from synthlang.check.checker import _Checker
@@ -162,6 +163,8 @@ def check_loop(ck: _Checker, loop: ast.Loop, position: int) -> LoopSpec | None:
         ck.params.clear()
         ck.params.update(saved)
     train = ck._const(kw["train"].value, "str") if "train" in kw else None
+    if isinstance(train, str) and placeholder_problem(train) is not None:   # plan/train.py
+        ck.err(f"train= command: {placeholder_problem(train)}", kw["train"].value.span, code="bad-train-command")
 
     body_steps = [d for d in loop.body if isinstance(d, ast.Step)]
     feeds = [d for d in loop.body if isinstance(d, ast.Feed)]

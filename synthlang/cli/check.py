@@ -21,15 +21,19 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.api import check_file
     from synthlang.cli.main import err_console
     from synthlang.cli.run import parse_params
+    from synthlang.plan.train import describe as describe_train
 
     bad = 0
     report = []
     for path in args.recipes:
         try:
-            check_file(path, parse_params(args.param), allow_outside=args.allow_outside)
-            report.append({"path": path, "ok": True, "diagnostics": []})
+            program = check_file(path, parse_params(args.param), allow_outside=args.allow_outside)
+            trains = list(describe_train(program))   # external commands are shown, never hidden
+            report.append({"path": path, "ok": True, "diagnostics": [], "train_commands": trains})
             if args.format == "text":
-                console.print(f"{path}: ok")
+                console.print(f"{path}: ok", markup=False)
+                for line in trains:
+                    console.print(f"{path}: {line}", markup=False)
         except SynthError as exc:
             bad += 1
             report.append({"path": path, "ok": False, "diagnostics": diagnostics(exc)})

@@ -22,9 +22,11 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.api import check_file, plan
     from synthlang.cli.run import parse_params
     from synthlang.plan.estimate import to_json, to_mermaid
+    from synthlang.plan.train import describe as describe_train
 
-    p = plan(check_file(args.recipe, parse_params(args.param), getattr(args, "model", None),
-                        allow_outside=args.allow_outside))
+    program = check_file(args.recipe, parse_params(args.param), getattr(args, "model", None),
+                         allow_outside=args.allow_outside)
+    p = plan(program)
     if args.format == "json":
         print(to_json(p), end="")
         return 0
@@ -52,6 +54,12 @@ def main(args: argparse.Namespace) -> int:
     console.print(f"total: {t['calls']} calls, ~{t['tokens']} tokens (upper bound){cost}{more}")
     if p["budget"]:
         console.print("budget: " + ", ".join(f"{k}={v}" for k, v in p["budget"].items()))
+    for line in describe_train(program):
+        console.print(line, markup=False)
+    from synthlang.plan.context import describe as describe_context
+
+    for line in describe_context(p.get("over_context") or []):
+        console.print("warning: " + line, markup=False)
     return 0
 
 

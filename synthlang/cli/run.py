@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="stop before this run's calls use more than N tokens (prompt + completion)")
     p.add_argument("--max-usd", type=float, default=None, metavar="USD", help="stop before this run's calls cost more")
+    p.add_argument("--allow-train", action="append", default=[], metavar="RECIPE",
+                   help="let the loops of this recipe file, as it is now, run their train= commands (repeatable)")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-issue the calls of rows stored as failed (bypasses the call cache for those calls only)")
 
@@ -95,9 +97,12 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.errors import BudgetExceeded
     from synthlang.execute.budget import Budget
     from synthlang.execute.runner import Runner
+    from synthlang.plan import train
     from synthlang.store import Store
 
     program = check_file(args.recipe, parse_params(args.param), args.model, allow_outside=args.allow_outside)
+    train.allow(getattr(args, "allow_train", []))
+    train.require_allowed(program)   # refused before the store opens and before any call
     db = db_path(args)
     with Store(db) as store:
         # Not a terminal (a log file, CI): plain progress lines instead of a bar that only shows at the end.

@@ -22,7 +22,7 @@ ENGINE_OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
         "base_url": (str,), "api_key_env": (str,), "concurrency": (int,), "adaptive": (bool,),
         "timeout": (int, float), "max_retries": (int,), "rpm": (int, float), "tpm": (int, float),
         "price_input": (int, float), "price_output": (int, float), "structured": (str,), "reask": (int,),
-        "batch": (bool,), "batch_poll_s": (int, float),
+        "batch": (bool,), "batch_poll_s": (int, float), "rate_limit_deadline_s": (int, float), "context": (int,),
     },
     "vllm": {
         "tensor_parallel_size": (int,), "gpu_memory_utilization": (float, int), "max_model_len": (int,),

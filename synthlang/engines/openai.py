@@ -6,8 +6,10 @@ so the runner stores it at once.
 
 Per call: our own retries (the client's ``max_retries`` is 0 so they don't stack) with full-jitter
 exponential backoff (AWS architecture blog, "Exponential Backoff And Jitter", 2015) on 5xx, timeouts
-and dropped connections, up to ``max_retries``; ``Retry-After`` honoured on 429; a per-request
-timeout. Concurrency adapts (see :mod:`synthlang.engines.adaptive`) up to the user's ``concurrency``.
+and dropped connections, up to ``max_retries``; a per-request timeout. A 429 (rate limited) is not
+counted against ``max_retries``: it is retried, honouring ``Retry-After`` (else the same backoff),
+until ``rate_limit_deadline_s`` (default 600 s) after the call's first attempt, and only then does
+the row fail (a rate limit is the provider asking us to wait, not a fault of the request). Concurrency adapts (see :mod:`synthlang.engines.adaptive`) up to the user's ``concurrency``.
 Optional RPM/TPM limits (token buckets). Usage tokens are recorded for every call and priced with an
 optional price table. Structured output uses ``response_format={"type": "json_schema"}`` and falls
 back to JSON mode (``json_object``) plus validation and a bounded re-ask when the server refuses it.
@@ -16,7 +18,9 @@ Batch mode (``batch=true``) sends a step's calls through ``/v1/batches`` instead
 (:mod:`synthlang.engines.openai_batch`).
 
 The API key is read from the environment variable the recipe names (``api_key_env``, default
-``OPENAI_API_KEY``) and never stored: not in DuckDB, not in ``Result.meta``.
+``OPENAI_API_KEY``) and never stored: not in DuckDB, not in ``Result.meta``. Every error text this
+engine returns or raises is passed through :func:`redact` first, so a server that echoes the
+``Authorization`` header in an error body cannot put the key into ``calls.error`` or onto a terminal.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import os
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -88,6 +93,10 @@ class OpenAIEngine:
         reask: how many times a reply that is not valid JSON for the schema is asked again.
         batch: send calls through ``/v1/batches`` (see :mod:`synthlang.engines.openai_batch`).
         batch_poll_s: seconds between batch status polls.
+        rate_limit_deadline_s: how long, in seconds from a call's first attempt, 429 responses are
+            retried before the call fails (default 600).
+        context: the model's context window, in tokens; ``synth plan`` flags rows whose prompt plus
+            ``max_tokens`` exceeds it, before any call (see :mod:`synthlang.plan.context`).
 
     Raises:
         EngineUnavailable: the ``openai`` package is missing, or the server refuses the key or model.
@@ -101,7 +110,8 @@ class OpenAIEngine:
                  rpm: float | None = None, tpm: float | None = None, price_input: float | None = None,
                  price_output: float | None = None, structured: str = "auto", reask: int = 2,
                  batch: bool = False, batch_poll_s: float = 10.0, backoff_base_s: float = 0.5,
-                 backoff_max_s: float = 30.0) -> None:
+                 backoff_max_s: float = 30.0, rate_limit_deadline_s: float = 600.0,
+                 context: int | None = None) -> None:
         if not model_id:
             raise ConfigError("openai(...) needs a model id, e.g. openai(\"gpt-4o-mini\")")
         if structured not in ("auto", "json_schema", "json_object"):
@@ -120,6 +130,11 @@ class OpenAIEngine:
         self.batch = bool(batch)
         self.batch_poll_s = float(batch_poll_s)
         self.backoff_base_s, self.backoff_max_s = float(backoff_base_s), float(backoff_max_s)
+        if float(rate_limit_deadline_s) < 0:
+            raise ConfigError(f"openai: rate_limit_deadline_s must be 0 or more, not {rate_limit_deadline_s}")
+        self.rate_limit_deadline_s = float(rate_limit_deadline_s)
+        self.context = context
+        self._secrets: tuple[str, ...] = ()
         self.limiter = AdaptiveLimit(cap=self.concurrency, adaptive=bool(adaptive))
         self._buckets = _Buckets(rpm, tpm) if (rpm or tpm) else None
         self._schema_ok = structured != "json_object"
@@ -150,6 +165,7 @@ class OpenAIEngine:
                 raise ConfigError(f"openai engine: environment variable {self.api_key_env} is not set "
                                   f"(set it, or name another with api_key_env=\"...\")")
             key = "sk-no-key"   # local servers (vLLM, llama_cpp.server) accept any key
+        self._secrets = (key,) if len(key) >= 8 else ()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="synth-openai", daemon=True)
         self._thread.start()
@@ -196,7 +212,11 @@ class OpenAIEngine:
         if self.batch:
             from synthlang.engines.openai_batch import run_batch
 
-            yield from run_batch(self, [first, *it])
+            try:
+                for res in run_batch(self, [first, *it]):
+                    yield self._redact_result(res)
+            except Exception as exc:   # noqa: BLE001 - re-raised with the key taken out of its text
+                raise self._redact_exc(exc) from None
             return
         q: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()
@@ -207,8 +227,8 @@ class OpenAIEngine:
                 if item is _DONE:
                     break
                 if isinstance(item, BaseException):
-                    raise item
-                yield item
+                    raise self._redact_exc(item) from None
+                yield self._redact_result(item)
             fut.result()
         finally:
             if not fut.done():
@@ -336,20 +356,28 @@ class OpenAIEngine:
         return round(pt * (self.price_input or 0.0) / 1e6 + ct * (self.price_output or 0.0) / 1e6, 8)
 
     async def _send(self, req: Request, body: dict[str, Any]) -> Result:
-        """One HTTP request with retries; never raises for a per-call failure."""
+        """One HTTP request with retries; never raises for a per-call failure.
+
+        5xx, timeouts, dropped connections and malformed replies are retried ``max_retries`` times;
+        429s are retried until ``rate_limit_deadline_s`` after the first attempt, honouring ``Retry-After``.
+        """
         oa = self._openai
         last = ""
         status: int | str | None = None
-        for attempt in range(self.max_retries + 1):
+        t_first = time.monotonic()
+        attempt = faults = 0
+        while True:
+            attempt += 1
             if self._buckets is not None:
                 await self._buckets.take(_estimate_tokens(body))
             wait: float | None = None
+            limited = False
             try:
                 resp = await self._client.chat.completions.create(**body, timeout=self.timeout)
             except oa.RateLimitError as exc:
                 self.limiter.on_rate_limited()
                 last, status = f"429 rate limited: {_msg(exc)}", 429
-                wait = _retry_after(exc)
+                wait, limited = _retry_after(exc), True
             except (oa.AuthenticationError, oa.PermissionDeniedError) as exc:
                 self._fatal = exc
                 raise EngineUnavailable(f"{self.endpoint} refused the API key from ${self.api_key_env}: {_msg(exc)}") from None
@@ -374,16 +402,44 @@ class OpenAIEngine:
                 last, status = f"malformed response from the server: {_msg(exc)}", None
             else:
                 try:
-                    return self._result(req, resp, attempt + 1)
+                    return self._result(req, resp, attempt)
                 except (AttributeError, IndexError, KeyError, TypeError) as exc:
                     last, status = f"malformed response from the server: {type(exc).__name__}: {exc}", None
-            if attempt == self.max_retries:
-                break
             if wait is None:
-                wait = random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
-            await asyncio.sleep(min(wait, 300.0))
+                wait = random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** min(faults, 16)))
+            wait = min(wait, 300.0)
+            if limited:
+                left = self.rate_limit_deadline_s - (time.monotonic() - t_first)
+                if wait > left:
+                    last += f" (still rate limited {self.rate_limit_deadline_s:g} s after the first attempt: " \
+                            "rate_limit_deadline_s)"
+                    break
+            else:
+                faults += 1
+                if faults > self.max_retries:
+                    break
+            await asyncio.sleep(wait)
         return Result(req.key, finish_reason="error", error=last or "request failed",
-                      meta={"attempts": attempt + 1, "status": status})
+                      meta={"attempts": attempt, "status": status})
+
+    # -------------------------------------------------------------- secrets
+    def _redact(self, text: str | None) -> str | None:
+        return redact(text, self._secrets)
+
+    def _redact_result(self, res: Result) -> Result:
+        if res.error:
+            res.error = self._redact(res.error)
+        return res
+
+    def _redact_exc(self, exc: BaseException) -> BaseException:
+        text = str(exc)
+        clean = self._redact(text)
+        if clean == text:
+            return exc
+        try:
+            return type(exc)(clean)
+        except Exception:   # noqa: BLE001 - an exception type that takes other arguments
+            return EngineUnavailable(clean or "")
 
     def _result(self, req: Request, resp: Any, attempts: int) -> Result:
         choice = resp.choices[0]
@@ -397,6 +453,30 @@ class OpenAIEngine:
             lps = [float(c.logprob) for c in content]
         return Result(req.key, text=choice.message.content or "", finish_reason=choice.finish_reason or "stop",
                       prompt_tokens=pt, completion_tokens=ct, logprobs=lps, meta={"attempts": attempts})
+
+
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)((?:api[_-]?key|authorization|x-api-key)[\"']?\s*[:=]\s*[\"']?)(?!bearer\b)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"\b(sk-)[A-Za-z0-9_-]{8,}"),
+)
+
+
+def redact(text: str | None, secrets: tuple[str, ...] | list[str] = ()) -> str | None:
+    """``text`` with API keys replaced by ``[REDACTED]``.
+
+    Removes each of ``secrets`` (the key this engine sent) wherever it appears, and anything that
+    looks like a credential: ``Bearer TOKEN``, ``api_key=...`` / ``"Authorization": "..."`` values
+    and ``sk-...`` keys. ``None`` stays ``None``.
+    """
+    if not text:
+        return text
+    for s in secrets:
+        if s:
+            text = text.replace(s, "[REDACTED]")
+    for pat in _SECRET_PATTERNS:
+        text = pat.sub(lambda m: m.group(1) + "[REDACTED]", text)
+    return text
 
 
 def _msg(exc: Exception) -> str:

@@ -14,7 +14,8 @@ An optional ``train="cmd {data} {out} {round}"`` runs between rounds (never
 after the last). synthlang writes the pool so far to ``{data}`` (JSONL) and
 records the command, exit status, output path and output tail in the table
 ``train_runs``. synthlang itself never trains. Because a shared recipe must not
-run arbitrary code, the command only runs when ``SYNTH_ALLOW_TRAIN=1``.
+run arbitrary code, the command only runs when its recipe file was allowed
+(``--allow-train RECIPE``, see :mod:`synthlang.plan.train`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from synthlang.errors import ConfigError
 from synthlang.expr import evaluate
 from synthlang.plan.keys import digest
 from synthlang.plan.program import LoopSpec
+from synthlang.plan.train import is_allowed as train_allowed
 
 if TYPE_CHECKING:
     from synthlang.execute.runner import Runner
@@ -55,11 +57,11 @@ def run_loop(runner: Runner, lp: LoopSpec) -> None:
     """Run one loop to its end; afterwards the pool, body steps and loop name hold all rounds' rows.
 
     Raises:
-        ConfigError: the loop has ``train=`` but ``SYNTH_ALLOW_TRAIN=1`` is not set.
+        ConfigError: the loop has ``train=`` but its recipe file was not allowed.
     """
-    if lp.train and os.environ.get("SYNTH_ALLOW_TRAIN") != "1":
+    if lp.train and not train_allowed(lp):   # allowed per recipe file and digest (plan/train.py)
         raise ConfigError(f"loop '{lp.name}' runs an external command between rounds ({lp.train!r}); "
-                          "set SYNTH_ALLOW_TRAIN=1 to allow it")
+                          "allow it with --allow-train RECIPE")
     prog = runner.program
     pools = list(dict.fromkeys(p for p, _ in lp.feeds))
     pool_fields = {p: list(prog.node_fields(p)) for p in pools}

@@ -27,6 +27,7 @@ from synthlang.execute.sources import load_source
 from synthlang.ops.base import KIND_NODE, RowContext, RowFailure
 from synthlang.plan.keys import call_key, digest, row_id
 from synthlang.plan.program import ModelSpec, Program, SourceSpec, StepSpec
+from synthlang.plan.reuse import relaxed_key, reuse_stopped_calls
 from synthlang.store import Store
 from synthlang.templates import TemplateError, render, template_hash
 
@@ -154,6 +155,7 @@ class Runner:
         self.budget = budget if budget is not None else Budget.from_limits(program.budget)
         self.retry_failed = retry_failed
         self._stop: str | None = None
+        self._nomax: dict[str, str] = {}   # safety (issue 11 item 15): call key -> key without max_tokens
 
     # ------------------------------------------------------------------ driver
     def run(self) -> RunSummary:
@@ -390,6 +392,8 @@ class Runner:
             t.sampling = sampling
             t.key, t.seed = call_key(m.kind, m.model_id, list(t.messages), sampling_key, t.sample,
                                      st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), lp)
+            self._nomax[t.key] = relaxed_key(m.kind, m.model_id, list(t.messages), sampling_key, t.sample,  # item 15
+                                             st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), lp)
         if failed_now:
             self.store.write_rows(self.run_id, st.name, failed_now)
             stats.rows_failed += len(failed_now)
@@ -400,8 +404,11 @@ class Runner:
         for t in todo:
             by_key[t.key].append(t)
         cached = self.store.get_calls(list(by_key))
-        for key in self._retry_keys(todo):
+        retry = self._retry_keys(todo)
+        for key in retry:
             cached.pop(key, None)
+        # safety (issue 11 item 15): a call that stopped on its own under another max_tokens is reused (plan/reuse.py)
+        cached.update(reuse_stopped_calls(self.store, by_key, cached, self._nomax, sampling.max_tokens, retry))
         # Rows from cached calls cost no call, so they are committed in chunks rather than one
         # transaction per call (a post-processing change recomputes a whole step from the cache).
         batch: list[dict[str, Any]] = []
@@ -458,7 +465,7 @@ class Runner:
             "sampling": t.sampling.key_dict(), "seed": t.seed, "sample_index": t.sample, "json_schema": t.json_schema,
             "text": res.text, "finish_reason": res.finish_reason, "prompt_tokens": res.prompt_tokens,
             "completion_tokens": res.completion_tokens, "latency_s": res.latency_s, "error": res.error,
-            "logprobs": res.logprobs, "meta": res.meta,
+            "logprobs": res.logprobs, "meta": res.meta, "key_nomax": self._nomax.get(t.key),   # item 15
         }
 
     def _finish(self, st: StepSpec, tasks: list[_Task], call: dict[str, Any], stats: StepStats,

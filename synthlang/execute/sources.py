@@ -3,8 +3,13 @@
 Loaders (see docs/language.md, "Sources"):
 
 * ``jsonl("file.jsonl")`` — one JSON object per line; rows are line numbers.
+  A UTF-8 byte-order mark is accepted; a lone UTF-16 surrogate escape
+  (``"\ud800"``) is an error naming the row and field.
 * ``csv("file.csv")`` — a header line, then rows; cells are converted to the
-  declared types; rows are line numbers (the header is line 1).
+  declared types; rows are line numbers (the header is line 1). A row with
+  fewer or more cells than the header, an unclosed quote and a duplicate
+  column name are errors (no cell becomes null, no rows merge, no column wins
+  silently).
 * ``parquet("file.parquet")`` — columns read with pyarrow; rows are 1-based
   row indexes.
 * ``hf("folder")`` — a Hugging Face dataset saved with ``save_to_disk``
@@ -13,6 +18,10 @@ Loaders (see docs/language.md, "Sources"):
 * ``sql("SELECT ...")`` — a read-only DuckDB query over the store of earlier
   runs: the store the run writes to (``synth run --db``, default
   ``.synth/synth.duckdb``), or ``db="path.duckdb"`` relative to the recipe.
+  It is exactly one ``SELECT`` (or ``WITH ... SELECT``), run on its own
+  connection opened read-only with ``enable_external_access=false``
+  (:mod:`synthlang.store.readonly`): no writes, no DDL, no file reads or
+  writes, no ``ATTACH``, no extension installs.
 
 Every loader takes ``limit=``, ``offset=``, ``id=FIELD`` (the field that
 identifies a seed; duplicates are an error) and ``max_field_bytes=`` (default
@@ -179,7 +188,7 @@ def _jsonl_records(path: Path, shown: str) -> Iterator[tuple[int, dict[str, Any]
             if not raw.strip():
                 continue
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")   # a byte-order mark is accepted
             except UnicodeDecodeError as exc:
                 raise DataError(f"bytes that are not UTF-8 at byte {exc.start} of the line", shown, row=lineno) from None
             try:
@@ -190,7 +199,32 @@ def _jsonl_records(path: Path, shown: str) -> Iterator[tuple[int, dict[str, Any]
                 raise DataError("malformed JSON: nested too deeply", shown, row=lineno) from None
             if not isinstance(obj, dict):
                 raise DataError(f"each line must be a JSON object, not {_type_name(obj)}", shown, row=lineno)
+            if "\\ud" in line or "\\uD" in line:   # JSON escapes can spell lone UTF-16 surrogates
+                bad = _surrogate_field(obj)
+                if bad is not None:
+                    raise DataError("a lone UTF-16 surrogate escape (such as \\ud800) is not text; "
+                                    "fix the escape or drop the field", shown, row=lineno, field=bad)
             yield lineno, obj
+
+
+def _surrogate_field(obj: dict[str, Any]) -> str | None:
+    """The first top-level field whose value (at any depth) holds a lone surrogate, or ``None``."""
+    def bad(v: Any) -> bool:
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+            return False
+        if isinstance(v, list):
+            return any(bad(x) for x in v)
+        if isinstance(v, dict):
+            return any(bad(k) or bad(x) for k, x in v.items())
+        return False
+    for k, v in obj.items():
+        if bad(k) or bad(v):
+            return k
+    return None
 
 
 def _decode_whole(data: bytes, shown: str) -> str:
@@ -212,21 +246,39 @@ def _csv_records(spec: SourceSpec, shown: str) -> Iterator[tuple[int, dict[str, 
     text = _decode_whole(data, shown)
     if "\x00" in text:
         raise DataError("the file contains a NUL byte (not a CSV text file?)", shown, row=text.count("\n", 0, text.index("\x00")) + 1)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # strict: an unclosed quote is an error, not a cell that swallows the rest of the file
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    started = 1
     try:
-        header = reader.fieldnames or []
+        header = next(reader, None) or []
         if not header:
             return
+        seen: dict[str, int] = {}
+        for i, h in enumerate(header, start=1):
+            if h in seen:
+                raise DataError(f"duplicate column '{h}' in the header (columns {seen[h]} and {i}); "
+                                "rename one so that no column silently wins", shown, row=1, field=h)
+            seen[h] = i
         for f in spec.fields:
             if f not in header:
                 raise DataError(f"no column '{f}' in the header ({', '.join(header)})", shown, row=1, field=f)
-        for rec in reader:
+        while True:
+            started = reader.line_num + 1
+            cells = next(reader, None)
+            if cells is None:
+                break
             lineno = reader.line_num
-            if None in rec:
-                raise DataError(f"{len(header) + len(rec[None])} cells but the header has {len(header)} columns",  # type: ignore[index]
-                                shown, row=lineno)
+            if not cells:
+                continue   # a blank line
+            if len(cells) != len(header):
+                short = "short row: " if len(cells) < len(header) else ""
+                raise DataError(f"{short}{len(cells)} cells but the header has {len(header)} columns", shown, row=lineno)
+            rec = dict(zip(header, cells, strict=True))
             yield lineno, {f: _convert_text(rec.get(f), t, shown, lineno, f) for f, t in spec.fields.items()}
     except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise DataError("unclosed quote: the quoted cell that starts on this line runs to the end of the file",
+                            shown, row=started) from None
         raise DataError(f"malformed CSV: {exc}", shown, row=reader.line_num) from None
 
 
@@ -300,35 +352,35 @@ def _hf_records(spec: SourceSpec, shown: str) -> Iterator[tuple[int, dict[str, A
     yield from enumerate(ds, start=1)
 
 
-def _sql_store(spec: SourceSpec, store: Any) -> tuple[Any, bool]:
-    """(store to query, whether we opened it and must close it)."""
-    from synthlang.store import DEFAULT_DB, Store
+def _sql_target(spec: SourceSpec, store: Any) -> Path:
+    """The database file a ``sql`` source reads; the run's own store lets go of its file first."""
+    from synthlang.store import DEFAULT_DB
 
     db = spec.args.get("db")
-    if db is not None:
-        path = Path(db)
-        if store is not None and Path(store.path).resolve() == path.resolve():
-            return store, False
-        if not path.exists():
+    path = Path(db) if db is not None else Path(store.path) if store is not None else Path(DEFAULT_DB)
+    if store is not None and Path(store.path).resolve() == path.resolve():
+        store.release(force=True)   # the query gets its own read-only connection, no external access
+        return path
+    if not path.exists():
+        if db is not None:
             raise DataError("no database file: run the recipe that fills it first", str(db))
-        return Store(path, read_only=True), True
-    if store is not None:
-        return store, False
-    if not Path(DEFAULT_DB).exists():
         raise DataError(f"no database file at {DEFAULT_DB}: run a recipe first or pass db=", f"sql source '{spec.name}'")
-    return Store(DEFAULT_DB, read_only=True), True
+    return path
+
+
+def _sql_query(spec: SourceSpec, sql: str, shown: str, store: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only SELECT (see :mod:`synthlang.store.readonly`); errors name the source."""
+    from synthlang.store.readonly import query_readonly
+
+    path = _sql_target(spec, store)
+    try:
+        return query_readonly(path, sql)
+    except StoreError as exc:
+        raise DataError(f"SQL error: {exc}", shown) from None
 
 
 def _sql_records(spec: SourceSpec, shown: str, store: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    st, owned = _sql_store(spec, store)
-    try:
-        try:
-            cols, rows = st.query(str(spec.args["query"]))
-        except StoreError as exc:
-            raise DataError(f"SQL error: {exc}", shown) from None
-    finally:
-        if owned:
-            st.close()
+    cols, rows = _sql_query(spec, str(spec.args["query"]), shown, store)
     for f in spec.fields:
         if f not in cols:
             raise DataError(f"the query returns no column '{f}' (columns: {', '.join(cols)})", shown, field=f)
@@ -338,13 +390,12 @@ def _sql_records(spec: SourceSpec, shown: str, store: Any) -> Iterator[tuple[int
 
 
 def _sql_count(spec: SourceSpec, store: Any) -> int | None:
-    st, owned = _sql_store(spec, store)
-    try:
-        _, rows = st.query(f"SELECT count(*) FROM ({spec.args['query']}) AS q")
-        return int(rows[0][0])
-    finally:
-        if owned:
-            st.close()
+    from synthlang.store.readonly import select_problem
+
+    if select_problem(str(spec.args["query"])) is not None:
+        return None
+    _, rows = _sql_query(spec, f"SELECT count(*) FROM ({spec.args['query']}) AS q", "", store)
+    return int(rows[0][0])
 
 
 # ------------------------------------------------------------------ rows

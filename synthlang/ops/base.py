@@ -75,6 +75,8 @@ class Option:
         doc: one line for ``docs/operators.md``.
         post: ``True`` when the option only affects post-processing (it
             changes the step fingerprint but never a call key).
+        range: ``(low, high)`` bounds, inclusive, for ``int``/``float`` options;
+            ``None`` for an open side (see :func:`range_problem`).
     """
 
     name: str
@@ -83,6 +85,7 @@ class Option:
     choices: tuple[Any, ...] = ()
     doc: str = ""
     post: bool = False
+    range: tuple[float | None, float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,11 +97,38 @@ class OutputField:
     doc: str = ""
 
 
+SAMPLING_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "max_tokens": (1, None), "top_k": (-1, None),
+    "min_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0), "frequency_penalty": (-2.0, 2.0),
+    "repetition_penalty": (0.0, None), "seed": (0, 2**63 - 1), "n": (1, None),
+}
+"""Valid ranges (inclusive) of sampling params, in a ``model`` declaration or as step options
+(the OpenAI API's ranges; vLLM and llama.cpp accept the same)."""
+
+
+def range_problem(name: str, value: Any, bounds: tuple[float | None, float | None] | None) -> str | None:
+    """Why ``value`` is outside ``bounds`` (``"n must be at least 1, not 0"``), or ``None``.
+
+    Non-numbers (and ``None``) are not range-checked here; type errors are the checker's.
+    """
+    if bounds is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    lo, hi = bounds
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        return f"{name} must be between {lo:g} and {hi:g}, not {value:g}"
+    if lo is not None and value < lo:
+        return f"{name} must be at least {lo:g}, not {value:g}"
+    if hi is not None and value > hi:
+        return f"{name} must be at most {hi:g}, not {value:g}"
+    return None
+
+
 SAMPLING_OPTIONS = (
-    Option("temperature", KIND_FLOAT, doc="override the model's temperature for this step"),
-    Option("top_p", KIND_FLOAT, doc="override top_p"),
-    Option("max_tokens", KIND_INT, doc="override max_tokens (tokens)"),
-    Option("seed", KIND_INT, doc="fixed sampling seed; default: derived from the call key"),
+    Option("temperature", KIND_FLOAT, doc="override the model's temperature for this step",
+           range=SAMPLING_RANGES["temperature"]),
+    Option("top_p", KIND_FLOAT, doc="override top_p", range=SAMPLING_RANGES["top_p"]),
+    Option("max_tokens", KIND_INT, doc="override max_tokens (tokens)", range=SAMPLING_RANGES["max_tokens"]),
+    Option("seed", KIND_INT, doc="fixed sampling seed; default: derived from the call key", range=SAMPLING_RANGES["seed"]),
 )
 
 # Choices shared by several operators.
@@ -109,7 +139,7 @@ LLM_OPTIONS = (
     Option("model", KIND_MODEL, doc="the model that answers (default: the first declared model)"),
     Option("prompt", KIND_TEMPLATE, doc="the user prompt template (default: the operator's own)"),
     Option("system", KIND_TEMPLATE, doc="an optional system prompt template"),
-    Option("n", KIND_INT, 1, doc="samples per input row; each sample is one call and one row"),
+    Option("n", KIND_INT, 1, doc="samples per input row; each sample is one call and one row", range=(1, None)),
     Option("on_truncation", KIND_CHOICE, "fail", choices=("fail", "keep"), post=True,
            doc="a reply cut at max_tokens: fail the row (default) or keep it (the row gets __truncated__ for postprocess)"),
 ) + SAMPLING_OPTIONS

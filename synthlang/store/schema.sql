@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS calls (
     created_at TIMESTAMP
 );
 
+-- The call key without max_tokens (plan/reuse.py): a call that stopped on its own is reused under a
+-- larger max_tokens. Added in place (no schema version bump): older files gain the column on open.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS key_nomax VARCHAR;
+
 CREATE TABLE IF NOT EXISTS rows (
     row_id VARCHAR PRIMARY KEY,     -- sha256 over step fingerprint, parent row ids, sample index
     step VARCHAR,

@@ -79,6 +79,8 @@ class _RunLock:
     """
 
     def __init__(self, db: Path) -> None:
+        # keyed on the resolved path: two writers through a symlink (or `..`) find the same lock file
+        db = db.resolve()
         self.path = db.with_name(db.name + ".lock")
         self._fh: Any = None
 
@@ -286,6 +288,27 @@ class Store:
                           "latency_s": lat, "logprobs": json.loads(lps) if lps else None}
         return out
 
+    def get_calls_relaxed(self, relaxed_keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Finished calls (no error) by their key without ``max_tokens`` (``calls.key_nomax``).
+
+        Returns:
+            relaxed key → calls, each as :meth:`get_calls` gives it plus ``key`` and ``error``;
+            those that stopped on their own first, then by fewest completion tokens (see
+            :mod:`synthlang.plan.reuse` for when one may be reused).
+        """
+        out: dict[str, list[dict[str, Any]]] = {}
+        for i in range(0, len(relaxed_keys), 1000):
+            chunk = list(relaxed_keys[i:i + 1000])
+            res = self.con.execute(
+                "SELECT key_nomax, call_key, response, finish_reason, prompt_tokens, completion_tokens, latency_s, logprobs"
+                " FROM calls WHERE error IS NULL AND key_nomax IN (SELECT unnest(?))"
+                " ORDER BY finish_reason <> 'stop', completion_tokens, call_key", [chunk]).fetchall()
+            for rk, k, resp, fr, pt, ct, lat, lps in res:
+                out.setdefault(rk, []).append({
+                    "key": k, "text": resp, "finish_reason": fr, "prompt_tokens": pt, "completion_tokens": ct,
+                    "latency_s": lat, "logprobs": json.loads(lps) if lps else None, "error": None})
+        return out
+
     def ok_rows(self, row_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows among ``row_ids`` that finished with status ok: id → data."""
         out: dict[str, dict[str, Any]] = {}
@@ -324,12 +347,12 @@ class Store:
                 con.execute(
                     "INSERT OR REPLACE INTO calls (call_key, engine, model, messages, sampling, seed, sample_index, json_schema,"
                     " response, finish_reason, prompt_tokens, completion_tokens, latency_s, error, logprobs, meta, run_id, step,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, key_nomax) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [call["key"], call["engine"], call["model"], _dumps(call["messages"]), _dumps(call["sampling"]),
                      call["seed"], call["sample_index"], _dumps(call.get("json_schema")), call.get("text"),
                      call.get("finish_reason"), call.get("prompt_tokens"), call.get("completion_tokens"),
                      call.get("latency_s"), call.get("error"), _dumps(call.get("logprobs")), _dumps(call.get("meta")),
-                     run_id, step, now])
+                     run_id, step, now, call.get("key_nomax")])
             for r in rows:
                 self._write_row(run_id, step, r, now)
             con.execute("COMMIT")

@@ -36,7 +36,8 @@ _PREC = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4, 
 _NOT, _NEG, _POSTFIX = 3, 7, 8
 
 
-def _escape(s: str, long: bool) -> str:
+def _escape(s: str) -> str:
+    """A one-line ``"..."`` body for ``s``, using only the language's escapes (parser.unescape)."""
     out = []
     for ch in s:
         if ch == "\\":
@@ -44,28 +45,33 @@ def _escape(s: str, long: bool) -> str:
         elif ch == '"':
             out.append('\\"')
         elif ch == "\n":
-            out.append("\n" if long else "\\n")
+            out.append("\\n")
         elif ch == "\t":
-            out.append("\t" if long else "\\t")
-        elif ch == "\r":
-            out.append("\\r")
+            out.append("\\t")
         elif not ch.isprintable():
             code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+            out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\u{{{code:x}}}")
         else:
             out.append(ch)
     return "".join(out)
 
 
+def _raw_ok(s: str) -> bool:
+    """Whether ``s`` can be written as a raw triple-quoted string (no escapes exist there)."""
+    return ('"""' not in s and not s.endswith(("\"", "\\")) and not s.startswith("\n")
+            and all(ch.isprintable() or ch in "\n\t" for ch in s))
+
+
 def quote(s: str) -> str:
     """A string literal whose parsed value is ``s``: ``\"\"\"`` form for dedented multi-line text.
 
-    Short values with one newline (``stop=["\\n"]``) stay on one line with the escape.
+    Short values with one newline (``stop=["\\n"]``) stay on one line with the escape. Triple-quoted
+    strings are raw (backslashes literal), so text they cannot hold goes on one line, escaped.
     """
     multi_line = s.count("\n") >= 2 or ("\n" in s and len(s) > 60)
-    if multi_line and textwrap.dedent(s) == s and "\r" not in s:
-        return '"""\n' + _escape(s, long=True) + '"""'
-    return '"' + _escape(s, long=False) + '"'
+    if multi_line and textwrap.dedent(s) == s and _raw_ok(s):
+        return '"""\n' + s + '"""'
+    return '"' + _escape(s) + '"'
 
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # the grammar's NAME

@@ -7,7 +7,6 @@ tokens in words (``a name``, ``'='``), never a Lark traceback.
 
 from __future__ import annotations
 
-import ast as pyast
 import dataclasses
 from functools import lru_cache
 from pathlib import Path
@@ -167,14 +166,72 @@ def _tok_span(tok: Token, path: str) -> Span:
     return Span(path, tok.line or 0, tok.column or 0, tok.end_line or 0, tok.end_column or 0)
 
 
-def _unquote(tok: Token) -> str:
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+_HEX = frozenset("0123456789abcdefABCDEF")
+ESCAPE_HINT = ('a backslash in a "..." string starts an escape: \\" \\\\ \\n \\t \\uXXXX or \\u{X..X}; write a '
+               'backslash as \\\\, or put the text in a triple-quoted string """...""", where backslashes are literal '
+               '(LaTeX such as \\frac{a}{b} and \\boxed{x} needs no doubling there)')
+
+
+def unescape(body: str, tok: Token | None = None, path: str = "<string>") -> str:
+    """Decode the escapes of a one-line ``"..."`` string body (docs/language.md, "String escapes").
+
+    Escapes are ``\\"``, ``\\\\``, ``\\n``, ``\\t``, ``\\uXXXX`` (4 hex digits) and ``\\u{X..X}``
+    (1 to 6 hex digits, any code point but a surrogate); Python's others (``\\f``, ``\\b``, ``\\x``,
+    ``\\N{...}``, octal) are not escapes here, so ``\\frac`` cannot turn into a form feed silently.
+
+    Raises:
+        SynthSyntaxError: at the backslash of an unknown or malformed escape (code ``bad-escape``).
+    """
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = body[i + 1] if i + 1 < len(body) else ""
+        if nxt in _ESCAPES and nxt:
+            out.append(_ESCAPES[nxt])
+            i += 2
+            continue
+        if nxt == "u":
+            if body[i + 2:i + 3] == "{":
+                end = body.find("}", i + 3)
+                digits = body[i + 3:end] if end > 0 else ""
+                if end > 0 and 1 <= len(digits) <= 6 and set(digits) <= _HEX and int(digits, 16) <= 0x10FFFF \
+                        and not 0xD800 <= int(digits, 16) <= 0xDFFF:
+                    out.append(chr(int(digits, 16)))
+                    i = end + 1
+                    continue
+            else:
+                digits = body[i + 2:i + 6]
+                if len(digits) == 4 and set(digits) <= _HEX and not 0xD800 <= int(digits, 16) <= 0xDFFF:
+                    out.append(chr(int(digits, 16)))
+                    i += 6
+                    continue
+            raise _escape_error(body, i, "malformed \\u escape: use \\uXXXX (4 hex digits) or \\u{X..X}", tok, path)
+        raise _escape_error(body, i, f"unknown escape \\{nxt} in a string" if nxt else "a string ends with a lone backslash",
+                            tok, path)
+    return "".join(out)
+
+
+def _escape_error(body: str, i: int, msg: str, tok: Token | None, path: str) -> SynthSyntaxError:
+    line, col = (tok.line or 1, (tok.column or 1) + 1 + i) if tok is not None else (1, 1 + i)
+    return SynthSyntaxError(msg, Span(path, line, col, line, col + 2), code="bad-escape", expected=[], hint=ESCAPE_HINT)
+
+
+def _unquote(tok: Token, path: str = "<string>") -> str:
     s = str(tok)
-    if s.startswith('"""'):
+    if s.startswith('"""'):   # triple-quoted: raw text, backslashes are literal (LaTeX-friendly)
         body = s[3:-3]
         if body.startswith("\n"):
             body = body[1:]
-        return _dedent(pyast.literal_eval('"""' + body + '"""'))
-    return pyast.literal_eval(s)
+        return _dedent(body)
+    return unescape(s[1:-1], tok, path)
 
 
 def _dedent(s: str) -> str:
@@ -304,7 +361,7 @@ class _ToAst(Transformer):
         return ast.TypeRef(str(c[0]), c[1], self._s(meta))
 
     def string(self, meta, c):
-        return _unquote(c[0])
+        return _unquote(c[0], self.path)
 
     # expressions
     def or_expr(self, meta, c):
@@ -454,8 +511,8 @@ def parse_with_comments(text: str, path: str = "<string>") -> tuple[ast.Recipe, 
             raise exc.orig_exc from None
         if isinstance(exc.orig_exc, (ValueError, SyntaxError)):  # a string literal Python cannot decode
             span = _span(exc.obj.meta, path) if hasattr(exc.obj, "meta") else Span(path, 1, 1, 1, 2)
-            raise SynthSyntaxError("bad escape sequence in a string", span, code="syntax", expected=[],
-                                   hint=r'escapes are \n \t \" \\ \xNN \uNNNN; write a backslash as \\') from None
+            raise SynthSyntaxError("bad escape sequence in a string", span, code="bad-escape", expected=[],
+                                   hint=ESCAPE_HINT) from None
         raise
     except RecursionError:
         raise SynthSyntaxError("the recipe nests too deeply to parse", Span(path, 1, 1, 1, 2), code="syntax",
