@@ -50,6 +50,6 @@ def test_check_format_json_lists_structured_diagnostics(project):
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     bad, good = doc["recipes"]
-    assert good == {"path": "good.synth", "ok": True, "diagnostics": []}
+    assert good == {"path": "good.synth", "ok": True, "diagnostics": [], "train_commands": []}
     (d,) = bad["diagnostics"]
     assert (d["code"], d["line"], d["col"]) == ("unknown-field", 8, 45) and d["hint"] == "did you mean 'question'?"

@@ -239,9 +239,9 @@ def test_optional_fields_under_if_or_default_may_be_empty():
 
 # ------------------------------------------------------------ item 5: train= commands
 LOOP = BASE + """loop grow(rounds=3, train="TRAIN") {
-  step written = new_question(g, model=m, field=question, k=2, min_words=1)
+  step written = new_question(g.new, model=m, field=question, k=2, min_words=1)
   step solved = answer(written, model=m, field=question) -> answer, gold
-  step fresh = dedup(solved, field=question, mode="exact", against=g)
+  step fresh = dedup(solved, field=question, mode="exact", against=g.all)
   feed g from fresh
 }
 """
@@ -428,7 +428,7 @@ source seeds = jsonl("../data/g.jsonl") {
 }
 step before = rephrase(seeds, model=m) -> rq
 loop grow(rounds=3) {
-  step written = new_question(seeds, model=m, field=question, k=2, min_words=1)
+  step written = new_question(seeds.new, model=m, field=question, k=2, min_words=1)
   step solved = answer(written, model=m, field=question) -> answer, gold
   feed seeds from solved
 }
