@@ -29,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-usd", type=float, default=None, metavar="USD", help="stop before this run's calls cost more")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-issue the calls of rows stored as failed (bypasses the call cache for those calls only)")
+    p.add_argument("--on", default=None, metavar="local|ray|ray://ADDRESS",
+                   help="where inference runs: in this process (local, the default) or on engine replicas on a Ray "
+                        "cluster (ray: a local Ray; ray://HOST:PORT or ray://auto: a running cluster); "
+                        "default from [executor] in synth.toml beside the recipe (docs/scale.md)")
 
 
 def add_model_flag(p: argparse.ArgumentParser) -> None:
@@ -94,10 +98,12 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.api import check_file
     from synthlang.errors import BudgetExceeded
     from synthlang.execute.budget import Budget
+    from synthlang.execute.cluster import engine_factory, load_config
     from synthlang.execute.runner import Runner
     from synthlang.store import Store
 
     program = check_file(args.recipe, parse_params(args.param), args.model, allow_outside=args.allow_outside)
+    cluster = load_config(args.recipe, args.on)
     db = db_path(args)
     with Store(db) as store:
         # Not a terminal (a log file, CI): plain progress lines instead of a bar that only shows at the end.
@@ -106,22 +112,45 @@ def main(args: argparse.Namespace) -> int:
                             TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=console, disable=args.quiet or plain)
         budget = Budget.from_limits(program.budget, args.max_calls, args.max_tokens, args.max_usd)
-        runner = Runner(program, store, _RichProgress(progress, plain=plain), argv=args.argv, budget=budget,
-                        retry_failed=args.retry_failed)
+        factory = engine_factory(program, cluster)   # None: engines in this process
+        if factory is not None and not args.quiet:
+            c = factory.cluster
+            console.print(f"on Ray at {c['address']}: {c['cpus']:g} CPUs, {c['gpus']:g} GPUs "
+                          f"(ready in {c['started_s']:.1f} s)", markup=False)
+        runner = Runner(program, store, _RichProgress(progress, plain=plain), engine_factory=factory, argv=args.argv,
+                        budget=budget, retry_failed=args.retry_failed)
         try:
             with progress:
                 summary = runner.run()
         except KeyboardInterrupt:
+            print_actor_stats(factory)
             print_summary(runner.summary)
             console.print(f"[yellow]interrupted[/]: finished calls and rows are saved in {db}.\n"
                           f"Resume with: {shlex.join(args.argv)}")
             return 130
         except BudgetExceeded as exc:
+            print_actor_stats(factory)
             print_summary(runner.summary)
             console.print("[yellow]stopped by the budget[/]: " + escape(str(exc)))
             return 4
+    print_actor_stats(factory)
     print_summary(summary)
     return 0
+
+
+def print_actor_stats(factory: Any) -> None:
+    """Per-replica throughput of a ``--on ray`` run (model, actor, calls, tokens, tok/s, pids)."""
+    stats = factory.actor_stats() if factory is not None else {}
+    if not any(stats.values()):
+        return
+    t = Table(title="ray replicas")
+    for c in ("model", "actor", "calls", "tokens", "tok/s", "pids", "resent"):
+        t.add_column(c, justify="left" if c in ("model", "pids") else "right")
+    for model, rows in stats.items():
+        for r in rows:
+            t.add_row(model, str(r["actor"]), str(r["calls"]), str(r["completion_tokens"]), f"{r['tokens_per_s']:.1f}",
+                      ",".join(map(str, r["pids"])), str(r["resent"]))
+    console.print(t)
 
 
 def print_summary(s: Any) -> None:
