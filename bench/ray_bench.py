@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--num-gpus", type=float, default=None, help="GPUs per replica (vllm default: tensor_parallel_size)")
     ap.add_argument("--batch-size", type=int, default=None, help="requests per Ray task")
     ap.add_argument("--local-too", action="store_true", help="also run in-process and compare call keys")
+    ap.add_argument("--note", default=None, help="a remark stored with the results (machine state, patches)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "ray_bench.json"))
     args = ap.parse_args()
 
@@ -106,6 +107,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "args": vars(args), "ray_import_s": round(import_s, 2),
     }
+    if args.note:
+        res["note"] = args.note
     on_ray = _run(root, root / "ray.duckdb", ray_factory)
     f = made["f"]
     res["cluster"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in f.cluster.items()}
