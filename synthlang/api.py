@@ -75,23 +75,31 @@ def plan(program: Program) -> dict[str, Any]:
 
 def run(program: Program, db: str | Path | None = None, progress: Any = None,
         engine_factory: Callable[[ModelSpec], Any] | None = None, argv: list[str] | None = None,
-        budget: Any = None, retry_failed: bool = False) -> Any:
+        budget: Any = None, retry_failed: bool = False, on: str | None = None) -> Any:
     """Run a checked program, writing everything to the DuckDB file ``db``.
 
     Args:
         budget: a :class:`synthlang.execute.budget.Budget` (default: the recipe's ``budget``).
         retry_failed: re-issue the calls of rows stored as failed.
+        on: where inference runs, as ``synth run --on``: ``local``, ``ray`` or ``ray://ADDRESS``
+            (default: ``[executor]`` in ``synth.toml`` beside the recipe, else local; see
+            docs/scale.md). Ignored when ``engine_factory`` is given.
 
     Raises:
+        ConfigError: a bad ``on`` or ``synth.toml``, or Ray missing or unreachable.
         BudgetExceeded: the budget stopped the run (its state is saved).
         KeyboardInterrupt: SIGINT/SIGTERM stopped the run (its state is saved).
 
     Returns:
         A :class:`synthlang.execute.runner.RunSummary`.
     """
+    from synthlang.execute.cluster import engine_factory as cluster_factory
+    from synthlang.execute.cluster import load_config
     from synthlang.execute.runner import run_program
     from synthlang.store import DEFAULT_DB, Store
 
+    if engine_factory is None:
+        engine_factory = cluster_factory(program, load_config(program.base_dir, on))
     with Store(db or DEFAULT_DB) as store:
         return run_program(program, store, progress, engine_factory, argv, budget, retry_failed)
 

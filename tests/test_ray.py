@@ -1,7 +1,7 @@
 """``synth run --on ray``: engine replicas as Ray actors, on a real local Ray (``num_cpus=2``, once per module).
 
 * the quickstart recipe on the real embedded engine gives the same calls, rows and lineage on Ray as locally;
-* a driver killed with SIGKILL, then resumed on Ray: nothing lost, duplicated or re-issued;
+* a driver stopped with Ctrl-C, then killed with SIGKILL, then resumed on Ray: nothing lost, duplicated or re-issued;
 * a replica actor killed mid-batch: Ray restarts it and re-runs the batch, every key is committed once;
 * a budget stops a Ray run at exactly its limit; bad ``--on`` / ``synth.toml`` give clear errors.
 
@@ -119,23 +119,31 @@ def test_driver_killed_then_resumed_on_ray_loses_and_duplicates_nothing(tmp_path
     db = root / ".synth" / "synth.duckdb"
     cmd = [sys.executable, "-m", "synthlang.cli.main", "run", "c.synth", "--quiet", "--on", f"ray://{cluster['address']}"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    p = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t0 = time.monotonic()
-    got = 0
-    while time.monotonic() - t0 < 300:
-        assert p.poll() is None, p.communicate()
-        if db.exists():
-            try:
-                got = sql(db, "select count(*) from calls")[0][0]
-            except duckdb.Error:
-                got = 0   # the writer holds the file between commits; poll again
-        if got >= 6:
-            break
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.communicate()
+
+    def start_then(sig: int, at_least: int) -> subprocess.Popen:
+        p = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t0, got = time.monotonic(), 0
+        while time.monotonic() - t0 < 300 and got < at_least:
+            assert p.poll() is None, p.communicate()
+            if db.exists():
+                try:
+                    got = sql(db, "select count(*) from calls")[0][0]
+                except duckdb.Error:
+                    got = 0   # the writer holds the file between commits; poll again
+            time.sleep(0.05)
+        p.send_signal(sig)
+        p.communicate(timeout=120)
+        return p
+
+    # Ctrl-C: the calls in flight are committed, the run is marked interrupted, exit 130.
+    p = start_then(signal.SIGINT, 4)
+    assert p.returncode == 130
+    assert sql(db, "select status from runs") == [("interrupted",)]
+    # kill -9 later in the run
+    p = start_then(signal.SIGKILL, sql(db, "select count(*) from calls")[0][0] + 6)
+    assert p.returncode == -signal.SIGKILL
     before = {k: (r, c) for k, r, c in sql(db, "select call_key, run_id, created_at from calls")}
-    assert 6 <= len(before) < EXPECTED_CALLS, "the kill must land mid-run"
+    assert 10 <= len(before) < EXPECTED_CALLS, "the kill must land mid-run"
 
     r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -199,21 +207,18 @@ def test_replica_killed_mid_batch_is_restarted_and_each_key_committed_once(tmp_p
 # ------------------------------------------------------------------ budget, config errors
 @pytest.mark.timeout(300)
 def test_budget_stops_a_ray_run_at_its_limit_and_commits_the_window_in_flight(tmp_path, cluster):
-    from synthlang.api import check_file
+    import synthlang
     from synthlang.errors import BudgetExceeded
     from synthlang.execute.budget import Budget
-    from synthlang.execute.cluster import ClusterConfig, engine_factory
-    from synthlang.execute.runner import run_program
-    from synthlang.store import Store
 
     root = project(tmp_path)
-    program = check_file(root / "c.synth")
-    factory = engine_factory(program, ClusterConfig(on="ray"))
+    program = synthlang.check_file(root / "c.synth")
     db = root / ".synth" / "synth.duckdb"
-    with Store(db) as store, pytest.raises(BudgetExceeded):
-        run_program(program, store, engine_factory=factory, budget=Budget(calls=10))
+    with pytest.raises(BudgetExceeded):
+        synthlang.run(program, db, budget=Budget(calls=10), on="ray")   # the Python API's --on
     assert sql(db, "select count(*) from calls") == [(10,)]
     assert sql(db, "select status from runs") == [("budget",)]
+    assert sql(db, "select count(*) from calls where meta->>'ray_actor' is null") == [(0,)]
     once_each(db)
 
 

@@ -103,7 +103,7 @@ def load_config(recipe_path: str | Path | None = None, on: str | None = None) ->
     """The executor settings: ``synth.toml`` beside the recipe, then ``--on`` over it.
 
     Args:
-        recipe_path: the ``.synth`` file (its folder is searched for ``synth.toml``).
+        recipe_path: the ``.synth`` file (its folder is searched for ``synth.toml``), or that folder.
         on: the ``--on`` flag (``local``, ``ray``, ``ray://ADDRESS``), or ``None``.
 
     Raises:
@@ -112,7 +112,8 @@ def load_config(recipe_path: str | Path | None = None, on: str | None = None) ->
     """
     cfg = ClusterConfig()
     if recipe_path is not None:
-        path = Path(recipe_path).resolve().parent / CONFIG_FILE
+        base = Path(recipe_path).resolve()
+        path = (base if base.is_dir() else base.parent) / CONFIG_FILE
         if path.is_file():
             try:
                 doc = tomllib.loads(path.read_text(encoding="utf-8"))
