@@ -74,7 +74,8 @@ class _RichProgress:
 
     def _rate(self) -> str:
         dt = max(time.perf_counter() - self.t0, 1e-6)
-        return f"{self.tokens / dt:6.1f} tok/s" if self.tokens else ""
+        rates = [f"{self.done / dt:5.1f} rows/s" if self.done else "", f"{self.tokens / dt:6.1f} tok/s" if self.tokens else ""]
+        return " ".join(r for r in rates if r)
 
     def advance(self, n: int = 1, tokens: int = 0) -> None:
         self.tokens += tokens
@@ -121,19 +122,19 @@ def main(args: argparse.Namespace) -> int:
                         budget=budget, retry_failed=args.retry_failed)
         try:
             with progress:
-                summary = runner.run()
+                try:
+                    summary = runner.run()
+                finally:
+                    print_actor_stats(factory)
         except KeyboardInterrupt:
-            print_actor_stats(factory)
             print_summary(runner.summary)
             console.print(f"[yellow]interrupted[/]: finished calls and rows are saved in {db}.\n"
                           f"Resume with: {shlex.join(args.argv)}")
             return 130
         except BudgetExceeded as exc:
-            print_actor_stats(factory)
             print_summary(runner.summary)
             console.print("[yellow]stopped by the budget[/]: " + escape(str(exc)))
             return 4
-    print_actor_stats(factory)
     print_summary(summary)
     return 0
 
