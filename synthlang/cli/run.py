@@ -99,12 +99,12 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.api import check_file
     from synthlang.errors import BudgetExceeded
     from synthlang.execute.budget import Budget
-    from synthlang.execute.cluster import engine_factory, load_config
     from synthlang.execute.runner import Runner
     from synthlang.store import Store
 
+    from synthlang.execute.cluster import engine_factory, load_config   # noqa: I001 - kept apart: --on ray
+
     program = check_file(args.recipe, parse_params(args.param), args.model, allow_outside=args.allow_outside)
-    cluster = load_config(args.recipe, args.on)
     db = db_path(args)
     with Store(db) as store:
         # Not a terminal (a log file, CI): plain progress lines instead of a bar that only shows at the end.
@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
                             TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=console, disable=args.quiet or plain)
         budget = Budget.from_limits(program.budget, args.max_calls, args.max_tokens, args.max_usd)
-        factory = engine_factory(program, cluster)   # None: engines in this process
+        factory = engine_factory(program, load_config(args.recipe, args.on))   # None: engines in this process
         if factory is not None and not args.quiet:
             c = factory.cluster
             console.print(f"on Ray at {c['address']}: {c['cpus']:g} CPUs, {c['gpus']:g} GPUs "
