@@ -102,8 +102,6 @@ def main(args: argparse.Namespace) -> int:
     from synthlang.execute.runner import Runner
     from synthlang.store import Store
 
-    from synthlang.execute.cluster import engine_factory, load_config   # noqa: I001 - kept apart: --on ray
-
     program = check_file(args.recipe, parse_params(args.param), args.model, allow_outside=args.allow_outside)
     db = db_path(args)
     with Store(db) as store:
@@ -113,6 +111,8 @@ def main(args: argparse.Namespace) -> int:
                             TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=console, disable=args.quiet or plain)
         budget = Budget.from_limits(program.budget, args.max_calls, args.max_tokens, args.max_usd)
+        from synthlang.execute.cluster import engine_factory, load_config
+
         factory = engine_factory(program, load_config(args.recipe, args.on))   # None: engines in this process
         if factory is not None and not args.quiet:
             c = factory.cluster
