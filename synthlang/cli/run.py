@@ -50,6 +50,21 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return out
 
 
+def print_actor_stats(factory: Any) -> None:
+    """Per-replica throughput of a ``--on ray`` run (model, actor, calls, tokens, tok/s, pids)."""
+    stats = factory.actor_stats() if factory is not None else {}
+    if not any(stats.values()):
+        return
+    t = Table(title="ray replicas")
+    for c in ("model", "actor", "calls", "tokens", "tok/s", "pids", "resent"):
+        t.add_column(c, justify="left" if c in ("model", "pids") else "right")
+    for model, rows in stats.items():
+        for r in rows:
+            t.add_row(model, str(r["actor"]), str(r["calls"]), str(r["completion_tokens"]), f"{r['tokens_per_s']:.1f}",
+                      ",".join(map(str, r["pids"])), str(r["resent"]))
+    console.print(t)
+
+
 class _RichProgress:
     """A rich progress bar on a terminal; plain progress lines (every 30 s and per step) otherwise."""
 
@@ -162,18 +177,3 @@ def print_summary(s: Any) -> None:
         console.print(f"{failed} row{'s' if failed != 1 else ''} failed (see: synth query \"SELECT step, error, count(*) "
                       "FROM failures GROUP BY ALL\"; re-issue them with --retry-failed)")
     console.print(f"database: {s.db_path}   (try: synth query \"SELECT step, count(*) FROM rows GROUP BY step\")")
-
-
-def print_actor_stats(factory: Any) -> None:
-    """Per-replica throughput of a ``--on ray`` run (model, actor, calls, tokens, tok/s, pids)."""
-    stats = factory.actor_stats() if factory is not None else {}
-    if not any(stats.values()):
-        return
-    t = Table(title="ray replicas")
-    for c in ("model", "actor", "calls", "tokens", "tok/s", "pids", "resent"):
-        t.add_column(c, justify="left" if c in ("model", "pids") else "right")
-    for model, rows in stats.items():
-        for r in rows:
-            t.add_row(model, str(r["actor"]), str(r["calls"]), str(r["completion_tokens"]), f"{r['tokens_per_s']:.1f}",
-                      ",".join(map(str, r["pids"])), str(r["resent"]))
-    console.print(t)
