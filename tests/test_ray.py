@@ -263,3 +263,36 @@ def test_on_flag_overrides_synth_toml(tmp_path):
     assert (cfg.on, cfg.address, cfg.num_cpus, cfg.models) == ("ray", "auto", 4, {"m": {"replicas": 3}})
     cfg = load_config(tmp_path / "c.synth", "local")
     assert (cfg.on, cfg.address) == ("local", None)
+
+
+@pytest.mark.timeout(300)
+def test_one_pool_serves_concurrent_generate_calls_each_gets_its_own_results(cluster):
+    """A streaming scheduler may run two steps of one model at once: each generate() gets exactly its keys."""
+    from synthlang.engines.base import Request, SamplingParams
+    from synthlang.engines.fake import FakeEngine
+    from synthlang.engines.ray_pool import RayEngine
+
+    engine = RayEngine("fake", "fake", {}, replicas=2, num_cpus=0.5, batch_size=2)
+    sp = SamplingParams(max_tokens=8)
+    reqs = {s: [Request(f"{s}{i}", ({"role": "user", "content": f"step {s} row {i}: 3 + {i}"},), sp, i) for i in range(7)]
+            for s in "ab"}
+    got: dict[str, list] = {}
+
+    def work(s: str) -> None:
+        got[s] = list(engine.generate(iter(reqs[s])))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:
+        local = FakeEngine()
+        for s in "ab":
+            assert sorted(r.key for r in got[s]) == sorted(r.key for r in reqs[s])
+            expected = {r.key: r.text for r in local.generate(reqs[s])}
+            assert {r.key: r.text for r in got[s]} == expected           # the same replies as in-process
+            assert {r.meta["ray_actor"] for r in got[s]} <= {0, 1}
+        assert sum(st["calls"] for st in engine.actor_stats()) == 14
+    finally:
+        engine.close()

@@ -365,7 +365,9 @@ class RayEngine:
 
     def _count(self, res: Result) -> None:
         idx = res.meta.get("ray_actor")
-        if isinstance(idx, int) and 0 <= idx < len(self.stats):
+        if not (isinstance(idx, int) and 0 <= idx < len(self.stats)):
+            return
+        with self._lock:   # generate() may run in several threads at once (one per streaming step)
             st = self.stats[idx]
             st.calls += 1
             st.completion_tokens += res.completion_tokens
