@@ -26,7 +26,7 @@ from conftest import FAKE_RECIPE, REPO, synth, write
 
 ray = pytest.importorskip("ray")
 
-DELAY = "0.1"
+DELAY = "0.25"   # seconds per fake call in the replicas: a 36-call run lasts ~5 s on 2 replicas
 RECIPE = FAKE_RECIPE.replace("limit: int = 4", "limit: int = 12")
 EXPECTED_CALLS = 12 + 24
 
@@ -140,10 +140,10 @@ def test_driver_killed_then_resumed_on_ray_loses_and_duplicates_nothing(tmp_path
     assert p.returncode == 130
     assert sql(db, "select status from runs") == [("interrupted",)]
     # kill -9 later in the run
-    p = start_then(signal.SIGKILL, sql(db, "select count(*) from calls")[0][0] + 6)
+    p = start_then(signal.SIGKILL, sql(db, "select count(*) from calls")[0][0] + 4)
     assert p.returncode == -signal.SIGKILL
     before = {k: (r, c) for k, r, c in sql(db, "select call_key, run_id, created_at from calls")}
-    assert 10 <= len(before) < EXPECTED_CALLS, "the kill must land mid-run"
+    assert 8 <= len(before) < EXPECTED_CALLS, "the kill must land mid-run"
 
     r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
