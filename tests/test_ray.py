@@ -296,3 +296,15 @@ def test_one_pool_serves_concurrent_generate_calls_each_gets_its_own_results(clu
         assert sum(st["calls"] for st in engine.actor_stats()) == 14
     finally:
         engine.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_model_no_replica_can_load_is_a_clear_engine_error(cluster):
+    from synthlang.engines.ray_pool import RayEngine
+    from synthlang.errors import EngineUnavailable
+
+    engine = RayEngine("embedded", "/nope/x.gguf", {"threads": 1}, replicas=1, num_cpus=0.5)
+    with pytest.raises(EngineUnavailable) as exc:
+        engine.load()
+    assert str(exc.value) == "embedded('/nope/x.gguf') on Ray: a replica could not load: model file not found: /nope/x.gguf"
+    assert engine.actors == []   # the pool was taken down

@@ -53,7 +53,7 @@ def parse_params(items: list[str]) -> dict[str, str]:
 def print_actor_stats(factory: Any) -> None:
     """Per-replica throughput of a ``--on ray`` run (model, actor, calls, tokens, tok/s, pids)."""
     stats = factory.actor_stats() if factory is not None else {}
-    if not any(stats.values()):
+    if not any(r["calls"] for rows in stats.values() for r in rows):
         return
     t = Table(title="ray replicas")
     for c in ("model", "actor", "calls", "tokens", "tok/s", "pids", "resent"):

@@ -396,7 +396,10 @@ def _failed(req: Request, message: str) -> Result:
 
 
 def _root_message(exc: BaseException) -> str:
-    """The first line of a Ray error's message (Ray prefixes tracebacks)."""
+    """The message of the exception a Ray error wraps, or the last informative line of Ray's own text."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and str(cause).strip():
+        return str(cause).strip().splitlines()[0][:500]
     text = str(exc).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):
