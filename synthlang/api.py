@@ -96,7 +96,8 @@ def plan(program: Program) -> dict[str, Any]:
 
 def run(program: Program, db: str | Path | None = None, progress: Any = None,
         engine_factory: Callable[[ModelSpec], Any] | None = None, argv: list[str] | None = None,
-        budget: Any = None, retry_failed: bool = False, allow_train: list[str] | None = None) -> Any:
+        budget: Any = None, retry_failed: bool = False, allow_train: list[str] | None = None,
+        on: str | None = None) -> Any:
     """Run a checked program, writing everything to the DuckDB file ``db``.
 
     Args:
@@ -104,15 +105,21 @@ def run(program: Program, db: str | Path | None = None, progress: Any = None,
         retry_failed: re-issue the calls of rows stored as failed.
         allow_train: recipe files whose loops' ``train=`` commands may run, as they are now
             (see :mod:`synthlang.plan.train`).
+        on: where inference runs, as ``synth run --on``: ``local``, ``ray`` or ``ray://ADDRESS``
+            (default: ``[executor]`` in ``synth.toml`` beside the recipe, else local; see
+            docs/scale.md). Ignored when ``engine_factory`` is given.
 
     Raises:
-        ConfigError: a ``train=`` command that was not allowed (before any call).
+        ConfigError: a ``train=`` command that was not allowed (before any call); a bad ``on`` or
+            ``synth.toml``, or Ray missing or unreachable.
         BudgetExceeded: the budget stopped the run (its state is saved).
         KeyboardInterrupt: SIGINT/SIGTERM stopped the run (its state is saved).
 
     Returns:
         A :class:`synthlang.execute.runner.RunSummary`.
     """
+    from synthlang.execute.cluster import engine_factory as cluster_factory
+    from synthlang.execute.cluster import load_config
     from synthlang.execute.runner import run_program
     from synthlang.plan import train
     from synthlang.store import DEFAULT_DB, Store
@@ -120,6 +127,8 @@ def run(program: Program, db: str | Path | None = None, progress: Any = None,
     if allow_train:
         train.allow(allow_train)
     train.require_allowed(program)
+    if engine_factory is None:
+        engine_factory = cluster_factory(program, load_config(program.base_dir, on))
     with Store(db or DEFAULT_DB) as store:
         return run_program(program, store, progress, engine_factory, argv, budget, retry_failed)
 

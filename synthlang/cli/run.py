@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="let the loops of this recipe file, as it is now, run their train= commands (repeatable)")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-issue the calls of rows stored as failed (bypasses the call cache for those calls only)")
+    p.add_argument("--on", default=None, metavar="local|ray|ray://ADDRESS",
+                   help="where inference runs: in this process (local, the default) or on engine replicas on a Ray "
+                        "cluster (ray: a local Ray; ray://HOST:PORT or ray://auto: a running cluster); "
+                        "default from [executor] in synth.toml beside the recipe (docs/scale.md)")
 
 
 def add_model_flag(p: argparse.ArgumentParser) -> None:
@@ -46,6 +50,21 @@ def parse_params(items: list[str]) -> dict[str, str]:
         k, v = it.split("=", 1)
         out[k.strip()] = v
     return out
+
+
+def print_actor_stats(factory: Any) -> None:
+    """Per-replica throughput of a ``--on ray`` run (model, actor, calls, tokens, tok/s, pids)."""
+    stats = factory.actor_stats() if factory is not None else {}
+    if not any(r["calls"] for rows in stats.values() for r in rows):
+        return
+    t = Table(title="ray replicas")
+    for c in ("model", "actor", "calls", "tokens", "tok/s", "pids", "resent"):
+        t.add_column(c, justify="left" if c in ("model", "pids") else "right")
+    for model, rows in stats.items():
+        for r in rows:
+            t.add_row(model, str(r["actor"]), str(r["calls"]), str(r["completion_tokens"]), f"{r['tokens_per_s']:.1f}",
+                      ",".join(map(str, r["pids"])), str(r["resent"]))
+    console.print(t)
 
 
 class _RichProgress:
@@ -72,7 +91,8 @@ class _RichProgress:
 
     def _rate(self) -> str:
         dt = max(time.perf_counter() - self.t0, 1e-6)
-        return f"{self.tokens / dt:6.1f} tok/s" if self.tokens else ""
+        rates = [f"{self.done / dt:5.1f} rows/s" if self.done else "", f"{self.tokens / dt:6.1f} tok/s" if self.tokens else ""]
+        return " ".join(r for r in rates if r)
 
     def advance(self, n: int = 1, tokens: int = 0) -> None:
         self.tokens += tokens
@@ -111,11 +131,21 @@ def main(args: argparse.Namespace) -> int:
                             TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=console, disable=args.quiet or plain)
         budget = Budget.from_limits(program.budget, args.max_calls, args.max_tokens, args.max_usd)
-        runner = Runner(program, store, _RichProgress(progress, plain=plain), argv=args.argv, budget=budget,
-                        retry_failed=args.retry_failed)
+        from synthlang.execute.cluster import engine_factory, load_config
+
+        factory = engine_factory(program, load_config(args.recipe, args.on))   # None: engines in this process
+        if factory is not None and not args.quiet:
+            c = factory.cluster
+            console.print(f"on Ray at {c['address']}: {c['cpus']:g} CPUs, {c['gpus']:g} GPUs "
+                          f"(ready in {c['started_s']:.1f} s)", markup=False)
+        runner = Runner(program, store, _RichProgress(progress, plain=plain), engine_factory=factory, argv=args.argv,
+                        budget=budget, retry_failed=args.retry_failed)
         try:
             with progress:
-                summary = runner.run()
+                try:
+                    summary = runner.run()
+                finally:
+                    print_actor_stats(factory)
         except KeyboardInterrupt:
             print_summary(runner.summary)
             console.print(f"[yellow]interrupted[/]: finished calls and rows are saved in {db}.\n"
