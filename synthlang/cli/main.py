@@ -29,7 +29,11 @@ def _verbs() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], 
         "fmt": ("synthlang.cli.fmt", lambda p: None, "format recipes canonically, keeping comments"),
         "query": ("synthlang.cli.query", lambda p: None, "run read-only SQL on the store"),
         "lineage": ("synthlang.cli.lineage", lambda p: None, "print a row's ancestry as a tree"),
-        "export": ("synthlang.cli.export", lambda p: None, "export a step's rows as JSONL, HF dataset or Parquet"),
+        "export": ("synthlang.cli.export", lambda p: None,
+                   "export a step's rows: JSONL, Parquet, a HF dataset, or chat/preference/kto/... training formats"),
+        "runs": ("synthlang.cli.runs", lambda p: None, "list the runs of a store"),
+        "show": ("synthlang.cli.show", lambda p: None, "print a run's summary: funnel, failures per reason, cost"),
+        "report": ("synthlang.cli.report", lambda p: None, "write a run's report as one self-contained HTML page"),
         "init": ("synthlang.cli.init", lambda p: None, "start a project with a starter recipe"),
     }
 
