@@ -104,7 +104,8 @@ def fed_by(program: Any, pool: str) -> list[tuple[Any, str]]:
 
 
 def steps_of_run(store: Any, run_id: str) -> set[str]:
-    _, rows = store.query("SELECT DISTINCT step FROM run_rows WHERE run_id = ?", [run_id])
+    _, rows = store.query("SELECT step FROM run_rows WHERE run_id = ? UNION SELECT step FROM steps WHERE run_id = ?",
+                          [run_id, run_id])
     return {r[0] for r in rows}
 
 
@@ -114,9 +115,21 @@ def find_run(store: Any, step: str, program: Any = None) -> str:
     Raises:
         ConfigError: no run has it.
     """
+    if program is None:   # a loop's name is no step in the store: look for it in the recipes of recent runs
+        _, recent = store.query("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 20")
+        tried: set[str] = set()
+        for (rid,) in recent:
+            info = run_info(store, rid)
+            if info.recipe_path in tried:
+                continue
+            tried.add(info.recipe_path or "")
+            prog = load_program(info)
+            if loop_of(prog, step) is not None:
+                return find_run(store, step, prog)
     lp = loop_of(program, step)
     names = [s for _, s in lp.feeds] if lp else [step]
-    _, rows = store.query("SELECT rr.run_id FROM run_rows rr JOIN runs r USING (run_id) WHERE rr.step IN (SELECT unnest(?)) "
+    _, rows = store.query("SELECT s.run_id FROM (SELECT run_id, step FROM run_rows UNION SELECT run_id, step FROM steps) s "
+                          "JOIN runs r USING (run_id) WHERE s.step IN (SELECT unnest(?)) "
                           "ORDER BY r.started_at DESC LIMIT 1", [names])
     if not rows:
         _, rr = store.query("SELECT DISTINCT step FROM run_rows ORDER BY step")
@@ -142,7 +155,7 @@ WITH RECURSIVE
     FROM up JOIN first_parent fp ON fp.child_id = up.node JOIN rows p ON p.row_id = fp.parent_id
     WHERE up.depth < 64),
   top AS (SELECT target, arg_max(node, depth) AS root, arg_max(path, depth) AS path FROM up GROUP BY target)
-SELECT t.row_id, t.data, t.round, t.status, fp.parent_id, list_prepend(root.rowid::BIGINT, list_slice(top.path, 2, NULL)) AS key
+SELECT t.row_id, t.data, t.round, t.status, fp.parent_id, list_prepend(root.rowid::BIGINT, top.path[2:]) AS key
 FROM target t JOIN top ON top.target = t.row_id JOIN rows root ON root.row_id = top.root
 LEFT JOIN first_parent fp ON fp.child_id = t.row_id
 ORDER BY t.round, key, t.row_id
@@ -224,20 +237,22 @@ def field_types(program: Any, step: str) -> dict[str, str] | None:
 
 
 def sample_groups(store: Any, row_ids: list[str]) -> dict[str, str]:
-    """Each row's *sampling parent*: the parent of its nearest ancestor-or-self made by a model call.
+    """Each row's *sampling parent*: the parent of its nearest ancestor-or-self made by a step that drew several
+    samples per input (``answer(..., n=4)``: some row of that step has ``sample_index > 0``).
 
-    The n samples of one prompt (``answer(..., n=4)``) and any rows made from them without a call
-    (``verify``, ``filter``) share a sampling parent, so they can be ranked against each other.
+    The n samples of one prompt and every row made from them one-to-one afterwards (``verify``, ``judge``) share
+    a sampling parent, so they can be ranked against each other. Rows with no such ancestor map to their parent.
     """
     if not row_ids:
         return {}
     sql = """
     WITH RECURSIVE
       first_parent AS (SELECT child_id, min(parent_id) AS parent_id FROM lineage GROUP BY child_id),
+      fanout AS (SELECT DISTINCT step FROM rows WHERE sample_index > 0),
       up(target, node, depth, done) AS (
-        SELECT t, t, 0, (SELECT call_key IS NOT NULL FROM rows WHERE row_id = t) FROM (SELECT unnest(?) AS t)
+        SELECT t, t, 0, (SELECT step IN (SELECT step FROM fanout) FROM rows WHERE row_id = t) FROM (SELECT unnest(?) AS t)
         UNION ALL
-        SELECT up.target, fp.parent_id, up.depth + 1, r.call_key IS NOT NULL
+        SELECT up.target, fp.parent_id, up.depth + 1, r.step IN (SELECT step FROM fanout)
         FROM up JOIN first_parent fp ON fp.child_id = up.node JOIN rows r ON r.row_id = fp.parent_id
         WHERE NOT coalesce(up.done, false) AND up.depth < 64)
     SELECT u.target, fp.parent_id FROM up u LEFT JOIN first_parent fp ON fp.child_id = u.node
