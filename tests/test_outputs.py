@@ -413,3 +413,31 @@ def test_jsonl_export_writes_no_nan_or_infinity(tmp_path):
         raise ValueError(c)
 
     assert json.loads(line, parse_constant=refuse) == {"row_id": "a", "x": None, "y": [1.0, None], "z": "ok"}
+
+
+def test_usd_per_step_in_the_summary_and_show(project):
+    """Prices declared on an openai model: the run summary and `synth show` give the USD the calls recorded.
+    The server is tests/batch_server.py (echo answers with token usage, no model): this is about cost accounting."""
+    from batch_server import BatchServer
+
+    server = BatchServer().start()
+    try:
+        write(project / "p.synth", f"""
+model teacher = openai("m", base_url="{server.base_url}", temperature=0.7, max_tokens=16, price_input=250, price_output=1000)
+source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=3) {{ question: str
+  answer: str }}
+step rephrased = rephrase(seeds, model=teacher) -> rephrased_question
+""")
+        run = synth("run", "p.synth", "--quiet", "--db", "p.duckdb", cwd=project, env={"OPENAI_API_KEY": "x"})
+    finally:
+        server.stop()
+    assert run.returncode == 0, run.stdout + run.stderr
+    con = duckdb.connect(str(project / "p.duckdb"), read_only=True)
+    metas = con.execute("SELECT meta, prompt_tokens, completion_tokens FROM calls WHERE step='rephrased'").fetchall()
+    usd = sum(json.loads(m)["cost_usd"] for m, _, _ in metas)
+    assert len(metas) == 3 and usd == pytest.approx(sum(p * 250 + c * 1000 for _, p, c in metas) / 1e6) and usd > 0.01
+    line = next(x for x in run.stdout.splitlines() if "rephrased" in x and "rephrase " in x)
+    assert f"${usd:.4f}" in line, line
+    assert f"cost: ${usd:.4f}" in run.stdout
+    show = synth("show", "--db", "p.duckdb", cwd=project)
+    assert show.returncode == 0 and f"cost: ${usd:.4f}" in show.stdout, show.stdout + show.stderr

@@ -33,6 +33,7 @@ from synthlang.ops.base import (
 )
 from synthlang.outputs.shapes import FORMATS as EXPORT_FORMATS  # export formats and their options live there
 from synthlang.outputs.shapes import check_options as check_export_options
+from synthlang.outputs.shapes import options_for as _export_options_for
 from synthlang.plan.keys import digest
 from synthlang.plan.program import ExportSpec, ModelSpec, Program, SourceSpec, StepSpec
 from synthlang.templates import TemplateError, variables
@@ -43,6 +44,7 @@ TYPES = ("str", "int", "float", "bool", "json", "list", "any", "number")
 SOURCE_LOADERS = ("jsonl", "csv", "parquet", "hf", "sql")
 SOURCE_OPTIONS = ("limit", "offset", "id", "max_field_bytes", "license", "citation")
 SOURCE_LOADER_OPTIONS = {"hf": ("split",), "sql": ("db",)}
+EXPORT_OPTIONS = tuple(dict.fromkeys(o for f in EXPORT_FORMATS for o in _export_options_for(f)))
 MODEL_KEY_OPTIONS = ("revision",)
 
 
