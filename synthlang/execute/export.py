@@ -395,6 +395,14 @@ def export_program(store: Any, program: Any, run_id: str, summary: Any = None) -
                           root=confined)
         store.record_export(run_id, ex.step, str(ex.path), ex.format, res.rows)
         out.append(res)
+        if ex.options.get("push_to_hub"):
+            from synthlang.outputs.push import push
+
+            pushed = push(store, ex.step, ex.options["push_to_hub"], ex.format if ex.format not in ("jsonl", "parquet") else "hf",
+                          {k: v for k, v in ex.options.items() if k not in ("push_to_hub", "private")}, run_id=run_id,
+                          program=program, private=ex.options.get("private"), in_run=True)
+            if summary is not None:
+                summary.export_notes.append(f"export {ex.step}: pushed {len(pushed.files)} files to {pushed.url}")
         if summary is not None:
             summary.exports.append((ex.step, str(ex.path), ex.format, res.rows))
             summary.export_notes.extend(f"export {ex.step}: {w}" for w in res.warnings)

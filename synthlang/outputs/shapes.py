@@ -42,7 +42,7 @@ PLAIN = ("jsonl", "hf", "parquet")
 SHAPES = ("chat", "sharegpt", "alpaca", "preference", "kto", "views")
 FORMATS = PLAIN + SHAPES
 
-COMMON_OPTIONS = ("split", "stratify", "seed", "card", "license")
+COMMON_OPTIONS = ("split", "stratify", "seed", "card", "license", "push_to_hub", "private")
 SLOTS: dict[str, tuple[str, ...]] = {
     "chat": ("system", "user", "assistant"),
     "sharegpt": ("system", "user", "assistant"),
