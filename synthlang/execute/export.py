@@ -152,7 +152,8 @@ def export_step(store: Any, step: str, path: str | Path, fmt: str, options: dict
                                f"WHERE step='{step}' GROUP BY ALL\")" if n_failed else ""))
     elif not examples:
         res.warnings.append(f"0 {fmt} examples from {len(rows)} rows of '{step}': " + "; ".join(notes))
-    feats = features(fmt, opts, types, examples)
+    # JSONL keeps JSON's own types; Arrow files (parquet, hf) get Features declared from the step's field types
+    feats = features(fmt, opts, types, examples) if res.container != "jsonl" else None
     examples = conform(examples, feats)
     nonfinite = _scrub(examples)
     if nonfinite:

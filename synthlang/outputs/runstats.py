@@ -174,7 +174,8 @@ def run_stats(store: Any, run_id: str, program: Any = None) -> RunStats:
                 out.append(f)
             continue
         d = per.get((step, 0), {"ok": 0, "failed": 0, "reasons": {}, "reused": 0})
-        f = StepFunnel(step, op, None, inp, model, r_in, d["ok"], d["failed"], d["reused"], None, d["reasons"],
+        f = StepFunnel(step, op, None, inp, model, None if op == "source" else r_in, d["ok"], d["failed"], d["reused"], None,
+                       d["reasons"],
                        made, max(int(c_cached or 0), 0), p_tok, c_tok, usd, lat)
         if op in _ROW_OPS and r_in is not None:
             f.dropped = r_in - f.rows_out - f.failed
