@@ -180,6 +180,26 @@ def run_stats(store: Any, run_id: str, program: Any = None) -> RunStats:
         if op in _ROW_OPS and r_in is not None:
             f.dropped = r_in - f.rows_out - f.failed
         out.append(f)
+    # a step the run started but did not finish (interrupted, budget, killed) has rows but no line in `steps`
+    done = {f.step for f in out}
+    _, partial = store.query("SELECT rr.step, any_value(r.operator), any_value(r.model) FROM run_rows rr JOIN rows r "
+                             "USING (row_id) WHERE rr.run_id = ? GROUP BY rr.step ORDER BY min(r.created_at)", [run_id])
+    for step, op, model in partial:
+        if step in done:
+            continue
+        d = per.get((step, 0), {"ok": 0, "failed": 0, "reasons": {}, "reused": 0})
+        ci = call_info.get(step)
+        f = StepFunnel(step, op or "?", None, None, model, None, d["ok"], d["failed"], d["reused"], None, d["reasons"],
+                       ci[1] if ci else 0, 0, int(ci[2] or 0) if ci else 0, int(ci[3] or 0) if ci else 0, None,
+                       [x for x in (ci[4] if ci else []) if x is not None])
+        spec = specs.get(step)
+        if spec is not None and spec.model is not None:
+            from synthlang.plan.estimate import model_prices
+
+            pr = model_prices(spec.model)
+            if pr is not None:
+                f.usd = (f.prompt_tokens * pr[0] + f.completion_tokens * pr[1]) / 1e6
+        out.append(f)
     return RunStats(run_id, info.recipe, info.recipe_path, info.status, info.params, info.argv, info.started_at,
                     info.wall_s, out, models)
 
