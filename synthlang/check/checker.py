@@ -34,6 +34,9 @@ from synthlang.ops.base import (
     SAMPLING_RANGES,
     range_problem,
 )
+from synthlang.outputs.shapes import FORMATS as EXPORT_FORMATS  # export formats and their options live there
+from synthlang.outputs.shapes import check_options as check_export_options
+from synthlang.outputs.shapes import options_for as _export_options_for
 from synthlang.plan.keys import digest
 from synthlang.plan.program import ExportSpec, ModelSpec, Program, SourceSpec, StepSpec
 from synthlang.store.readonly import select_problem
@@ -43,10 +46,9 @@ from . import imports  # `use` declarations (relative: keeps this import block m
 
 TYPES = ("str", "int", "float", "bool", "json", "list", "any", "number")
 SOURCE_LOADERS = ("jsonl", "csv", "parquet", "hf", "sql")
-SOURCE_OPTIONS = ("limit", "offset", "id", "max_field_bytes")
+SOURCE_OPTIONS = ("limit", "offset", "id", "max_field_bytes", "license", "citation")
 SOURCE_LOADER_OPTIONS = {"hf": ("split",), "sql": ("db",)}
-EXPORT_FORMATS = ("jsonl", "hf", "parquet")
-EXPORT_OPTIONS = ("fields", "row_id")
+EXPORT_OPTIONS = tuple(dict.fromkeys(o for f in EXPORT_FORMATS for o in _export_options_for(f)))
 MODEL_KEY_OPTIONS = ("revision", "trained_by")
 
 
@@ -434,7 +436,7 @@ class _Checker:
                              code="unknown-field", name=fid, available=sorted(declared))
                     continue
                 args[name] = fid
-            elif name in ("split", "db"):
+            elif name in ("split", "db", "license", "citation"):   # license/citation: read by the dataset card
                 v = self._const(arg.value, "str")
                 if name == "db" and isinstance(v, str):
                     db = imports.resolve(self.base_dir, v)
@@ -825,34 +827,8 @@ class _Checker:
         return cache[m.name]
 
     def _export_options(self, d: ast.Export, fields: dict[str, str]) -> dict[str, Any]:
-        opts: dict[str, Any] = {}
-        for a in d.options:
-            if a.name is None:
-                self.err("export options are named: (fields=[...], row_id=false)", a.span, code="positional-option",
-                         valid=list(EXPORT_OPTIONS))
-                continue
-            if a.name not in EXPORT_OPTIONS:
-                self.err(f"unknown export option '{a.name}'", a.span,
-                         hint=_hint(did_you_mean(a.name, list(EXPORT_OPTIONS)), f"options: {', '.join(EXPORT_OPTIONS)}"),
-                         code="unknown-option", name=a.name, operator="export", valid=list(EXPORT_OPTIONS))
-                continue
-            if a.name == "fields":
-                v = a.value
-                names = [i.id if isinstance(i, ast.Name) else i.value if isinstance(i, ast.Literal) else None
-                         for i in v.items] if isinstance(v, ast.ListExpr) else None
-                if names is None or not isinstance(v, ast.ListExpr) or not all(isinstance(n, str) for n in names):
-                    self.err("fields= needs a list of field names, e.g. fields=[question, answer]", v.span,
-                             code="type-mismatch", name="fields", expected="list of field names")
-                    continue
-                for n, item in zip(names, v.items, strict=False):
-                    if n not in fields:
-                        self.err(f"unknown field '{n}' in export fields", item.span,
-                                 hint=did_you_mean(str(n), list(fields)) or f"fields: {', '.join(fields)}",
-                                 code="unknown-field", name=n, available=sorted(fields))
-                opts["fields"] = names
-            else:
-                opts[a.name] = self._const(a.value, "bool")
-        return opts
+        """The export's options, checked by :func:`synthlang.outputs.shapes.check_options` (formats and their options)."""
+        return check_export_options(d.format, d.options, fields, self.templates, self.err, self._const, d.span)
 
 
 _PROMPTS: dict[str, str | None] = {}

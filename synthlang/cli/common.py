@@ -25,6 +25,14 @@ def db_path(args: argparse.Namespace) -> str:
     return args.db or str(DEFAULT_DB)
 
 
+def db_flag(args: argparse.Namespace) -> str:
+    """`` --db PATH`` when the command was given one (for the commands a verb suggests), else ``""``."""
+    import shlex
+
+    db = getattr(args, "db", None)
+    return f" --db {shlex.quote(db)}" if db else ""
+
+
 def cell(v: Any, width: int = 60) -> str:
     if v is None:
         return "NULL"
@@ -34,9 +42,12 @@ def cell(v: Any, width: int = 60) -> str:
 
 
 def print_table(cols: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None, width: int = 60) -> None:
-    t = Table(title=title, show_lines=False)
+    """Print a table; stored text is shown literally (``[/INST]`` is not rich markup)."""
+    from rich.text import Text
+
+    t = Table(title=Text(title) if title else None, show_lines=False)
     for c in cols:
-        t.add_column(c, overflow="fold")
+        t.add_column(Text(str(c)), overflow="fold")
     for r in rows:
-        t.add_row(*(cell(v, width) for v in r))
+        t.add_row(*(Text(cell(v, width)) for v in r))
     console.print(t)

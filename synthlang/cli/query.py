@@ -1,4 +1,4 @@
-"""``synth query "SQL"``: read-only SQL over the store, printed as a table."""
+"""``synth query "SQL"``: read-only SQL over the store, printed as a table (stored text shown literally)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_db(p)
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--width", type=int, default=60, help="truncate cells to this many characters (table format)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="table format: print at most N rows (default 200 on a terminal, all otherwise; 0 = all)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,10 +29,15 @@ def main(args: argparse.Namespace) -> int:
         import csv
         import sys
 
-        w = csv.writer(sys.stdout)
+        # "\n", not csv's default "\r\n": `$(synth query ... | tail -1)` must not carry a carriage return.
+        w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(cols)
         w.writerows(rows)
     else:
-        print_table(cols, rows, width=args.width)
-        console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+        cap = args.limit if args.limit is not None else (200 if console.is_terminal else 0)
+        shown = rows[:cap] if cap and len(rows) > cap else rows
+        print_table(cols, shown, width=args.width)
+        more = f" ({len(rows) - len(shown)} more not shown; --limit 0 shows all, --format csv/json prints all)" \
+            if len(shown) < len(rows) else ""
+        console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{more}", markup=False)
     return 0

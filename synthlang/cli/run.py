@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from synthlang.cli.common import add_db, console, db_path
+from synthlang.cli.common import add_db, console, db_flag, db_path
 from synthlang.errors import ConfigError
 
 
@@ -147,28 +147,64 @@ def main(args: argparse.Namespace) -> int:
                 finally:
                     print_actor_stats(factory)
         except KeyboardInterrupt:
-            print_summary(runner.summary)
+            print_summary(runner.summary, program, db_flag(args))
             console.print(f"[yellow]interrupted[/]: finished calls and rows are saved in {db}.\n"
                           f"Resume with: {shlex.join(args.argv)}")
             return 130
         except BudgetExceeded as exc:
-            print_summary(runner.summary)
+            print_summary(runner.summary, program, db_flag(args))
             console.print("[yellow]stopped by the budget[/]: " + escape(str(exc)))
             return 4
-    print_summary(summary)
+    print_summary(summary, program, db_flag(args))
     return 0
 
 
-def print_summary(s: Any) -> None:
-    t = Table(title=f"run {s.run_id} · {s.recipe} · {s.status}")
-    for c in ("step", "operator", "rows in", "rows out", "failed", "reused", "calls", "cached", "tokens", "seconds"):
+def _step_prices(program: Any) -> dict[str, tuple[float, float] | None]:
+    from synthlang.plan.estimate import model_prices
+
+    if program is None:
+        return {}
+    specs = list(program.steps) + [b for lp in program.loops for b in lp.steps]
+    return {st.name: model_prices(st.model) if st.model is not None else (0.0, 0.0) for st in specs}
+
+
+def print_summary(s: Any, program: Any = None, db_arg: str = "") -> None:
+    """The run's table: one line per step (loop steps once per round, with a round column), USD per step when its
+    model declares prices, tokens/s; then the exports and the commands to look further (with ``--db`` when given)."""
+    import re
+
+    from rich.text import Text
+
+    prices = _step_prices(program)
+    looped = any(re.search(r"\[round \d+\]$", st.name) for st in s.steps)
+    t = Table(title=Text(f"run {s.run_id} · {s.recipe} · {s.status}"))
+    cols = ["step"] + (["round"] if looped else []) + ["operator", "rows in", "rows out", "failed", "reused", "calls",
+                                                        "cached", "tokens", "tok/s", "USD", "seconds"]
+    for c in cols:
         t.add_column(c, justify="left" if c in ("step", "operator") else "right")
+    total_usd: float | None = 0.0
     for st in s.steps:
-        t.add_row(st.name, st.operator, str(st.rows_in), str(st.rows_out), str(st.rows_failed), str(st.rows_reused),
-                  str(st.calls_made), str(st.calls_cached), str(st.prompt_tokens + st.completion_tokens), f"{st.seconds:.1f}")
+        m = re.match(r"^(.*)\[round (\d+)\]$", st.name)
+        name, rnd = (m.group(1), m.group(2)) if m else (st.name, "")
+        tokens = st.prompt_tokens + st.completion_tokens
+        p = prices.get(name) if st.operator != "source" else (0.0, 0.0)
+        usd = None if p is None else (st.prompt_tokens * p[0] + st.completion_tokens * p[1]) / 1e6
+        if usd is None:
+            total_usd = None
+        elif total_usd is not None:
+            total_usd += usd
+        tps = f"{st.completion_tokens / st.seconds:.1f}" if st.completion_tokens and st.seconds > 0 else ""
+        cells = [Text(name)] + ([rnd] if looped else []) + [st.operator, str(st.rows_in), str(st.rows_out), str(st.rows_failed),
+                                                           str(st.rows_reused), str(st.calls_made), str(st.calls_cached),
+                                                           str(tokens), tps, "?" if usd is None else f"${usd:.4f}",
+                                                           f"{st.seconds:.1f}"]
+        t.add_row(*cells)
     console.print(t)
+    tps = f" ({s.completion_tokens / s.wall_s:.1f} completion tok/s)" if s.completion_tokens and s.wall_s > 0 else ""
+    cost = "" if not program else (" · cost: unknown (a model declares no price)" if total_usd is None
+                                   else f" · cost: ${total_usd:.4f}")
     console.print(f"calls: {s.calls_made} made, {s.calls_cached} from cache · tokens: {s.prompt_tokens} prompt + "
-                  f"{s.completion_tokens} completion · wall time: {s.wall_s:.1f} s")
+                  f"{s.completion_tokens} completion{tps} · wall time: {s.wall_s:.1f} s{cost}", markup=False)
     import os
 
     for step, path, fmt, n in s.exports:
@@ -176,9 +212,13 @@ def print_summary(s: Any) -> None:
             path = os.path.relpath(path)
         except ValueError:
             pass
-        console.print(f"exported {n} rows of '{step}' to {path} ({fmt})")
+        console.print(f"exported {n} rows of '{step}' to {path} ({fmt})", markup=False)
+    for note in getattr(s, "export_notes", []):
+        console.print(note, markup=False)
     failed = sum(st.rows_failed for st in s.steps)
     if failed:
-        console.print(f"{failed} row{'s' if failed != 1 else ''} failed (see: synth query \"SELECT step, error, count(*) "
-                      "FROM failures GROUP BY ALL\"; re-issue them with --retry-failed)")
-    console.print(f"database: {s.db_path}   (try: synth query \"SELECT step, count(*) FROM rows GROUP BY step\")")
+        console.print(f"{failed} row{'s' if failed != 1 else ''} failed (see: synth query{db_arg} \"SELECT f.step, f.error, "
+                      f"count(*) FROM failures f JOIN run_rows rr USING (row_id) WHERE rr.run_id = '{s.run_id}' GROUP BY ALL\"; "
+                      "re-issue them with --retry-failed)", markup=False)
+    console.print(f"database: {s.db_path}   (try: synth show {s.run_id}{db_arg} · synth report {s.run_id}{db_arg} -o report.html)",
+                  markup=False)

@@ -90,6 +90,7 @@ class RunSummary:
     steps: list[StepStats] = field(default_factory=list)
     wall_s: float = 0.0
     exports: list[tuple[str, str, str, int]] = field(default_factory=list)
+    export_notes: list[str] = field(default_factory=list)
 
     @property
     def calls_made(self) -> int:
@@ -187,13 +188,9 @@ class Runner:
             run_loops_at(self, len(prog.steps))
             self.store.refresh_views({st.name: st.fields_out for st in prog.steps}
                                      | {s.name: prog.node_fields(s.name) for s in prog.sources.values()})
-            from synthlang.execute.export import export_rows
+            from synthlang.execute.export import export_program
 
-            for ex in prog.exports:
-                rows = self.outputs[ex.step]
-                n = export_rows(rows, ex.path, ex.format, ex.options)
-                self.store.record_export(self.run_id, ex.step, str(ex.path), ex.format, n)
-                self.summary.exports.append((ex.step, str(ex.path), ex.format, n))
+            export_program(self.store, prog, self.run_id, self.summary)
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
