@@ -15,10 +15,12 @@ import math
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from synthlang.errors import ConfigError
+from synthlang.ops.answers import ANSWER_TYPES, compare, extract_answer, resolve_type
 from synthlang.ops.base import (
     EXTRACT_MODES,
     KIND_BOOL,
@@ -37,7 +39,6 @@ from synthlang.ops.base import (
     RowFailure,
     options,
 )
-from synthlang.ops.core import extract_answer
 
 # Self-Instruct (Wang et al., 2022), section 2.3: instructions mentioning things a
 # text-only model cannot handle are dropped.
@@ -379,7 +380,13 @@ STRATEGY = Operator(
 
 def _label_prepare(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowContext) -> list[dict[str, Any]]:
     labels = _load_labels(opts, ctx)
-    extra: dict[str, Any] = {"labels": labels, "entity_types": list(opts.get("entity_types") or ["entity"])}
+    extra: dict[str, Any] = {"labels": labels}
+    mode = opts.get("mode") or "class"
+    if mode == "spans":
+        extra = {"entity_types": list(opts.get("entity_types") or ["entity"]), "max_items": int(opts.get("max_items") or 20)}
+    elif mode == "relations":
+        head, tail = _relation_roles(opts)
+        extra = {"head": head, "tail": tail, "max_items": int(opts.get("max_items") or 20)}
     if labels and (opts.get("mode") or "class") == "class" and opts.get("constrain", True):
         # constrained decoding: the reply is one JSON string from the closed label set
         extra["__schema__"] = {"enum": labels}
@@ -415,33 +422,77 @@ def mean_token_confidence(logprobs: Sequence[float] | None) -> float | None:
 
 
 def _spans_schema(opts: dict[str, Any]) -> dict[str, Any] | None:
-    if (opts.get("mode") or "class") != "spans":
-        return None
-    item: dict[str, Any] = {"type": "object", "properties": {"text": {"type": "string"}, "type": {"type": "string"}},
+    """Spans mode: ``{"entities": [{"text", "type"}]}`` with at most ``max_items`` entities, so a small model cannot
+    repeat entities until ``max_tokens``."""
+    item: dict[str, Any] = {"type": "object", "properties": {"text": {"type": "string", "maxLength": 200},
+                                                             "type": {"type": "string"}},
                             "required": ["text", "type"]}
     if opts.get("entity_types"):
         item["properties"]["type"]["enum"] = list(opts["entity_types"])
-    return {"type": "object", "properties": {"entities": {"type": "array", "items": item}}, "required": ["entities"]}
+    return {"type": "object", "properties": {"entities": {"type": "array", "items": item, "maxItems": int(opts.get("max_items") or 20)}},
+            "required": ["entities"]}
+
+
+def _relations_schema(opts: dict[str, Any]) -> dict[str, Any]:
+    """Relations mode (ADE extraction): ``{"relations": [{"head", "tail"}]}``, at most ``max_items``."""
+    head, tail = _relation_roles(opts)
+    item = {"type": "object", "properties": {head: {"type": "string", "maxLength": 200}, tail: {"type": "string", "maxLength": 200}},
+            "required": [head, tail]}
+    return {"type": "object", "properties": {"relations": {"type": "array", "items": item, "maxItems": int(opts.get("max_items") or 20)}},
+            "required": ["relations"]}
+
+
+def _relation_roles(opts: dict[str, Any]) -> tuple[str, str]:
+    roles = list(opts.get("relation") or ["drug", "effect"])
+    if len(roles) != 2:
+        raise ConfigError(f"label(mode=\"relations\"): relation= needs two role names, e.g. [\"drug\", \"effect\"]; got {roles}")
+    return str(roles[0]), str(roles[1])
+
+
+def _json_reply(text: str, key: str) -> list[Any]:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise RowFailure("reply is not JSON") from None
+    items = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(items, list):
+        raise RowFailure(f"reply has no '{key}' list")
+    return items
+
+
+def _spans_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
+    ents = _json_reply(text, "entities")
+    src = str(row.get(opts.get("field") or "text", "")).lower()
+    ents = [e for e in ents if isinstance(e, dict) and str(e.get("text", "")).strip()
+            and (not opts.get("grounded", True) or str(e["text"]).lower() in src)]
+    return {"entities": ents[: int(opts.get("max_items") or 20)], "label_confidence": mean_token_confidence(logprobs)}
+
+
+def _relations_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
+    head, tail = _relation_roles(opts)
+    rels = _json_reply(text, "relations")
+    src = str(row.get(opts.get("field") or "text", "")).lower()
+    keep = []
+    for r in rels:
+        if not isinstance(r, dict) or not str(r.get(head, "")).strip() or not str(r.get(tail, "")).strip():
+            continue
+        if opts.get("grounded", True) and not (str(r[head]).lower() in src and str(r[tail]).lower() in src):
+            continue
+        keep.append({head: r[head], tail: r[tail]})
+    return {"relations": keep[: int(opts.get("max_items") or 20)], "label_confidence": mean_token_confidence(logprobs)}
 
 
 def _label_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
-    if (opts.get("mode") or "class") == "spans":
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            raise RowFailure("reply is not JSON") from None
-        ents = obj.get("entities") if isinstance(obj, dict) else None
-        if not isinstance(ents, list):
-            raise RowFailure("reply has no 'entities' list")
-        src = str(row.get(opts.get("field") or "text", "")).lower()
-        ents = [e for e in ents if isinstance(e, dict) and str(e.get("text", "")).strip()
-                and (not opts.get("grounded", True) or str(e["text"]).lower() in src)]
-        return {"label": None, "label_confidence": mean_token_confidence(logprobs), "entities": ents}
+    mode = opts.get("mode") or "class"
+    if mode == "spans":
+        return _spans_post(row, text, opts, logprobs)
+    if mode == "relations":
+        return _relations_post(row, text, opts, logprobs)
     labels = row.get("labels") or []
     lb = match_label(text, labels)
     if lb is None:
         raise RowFailure(f"reply names none of the {len(labels)} labels: {text.strip()[:60]!r}")
-    return {"label": lb, "label_confidence": sequence_confidence(logprobs), "entities": None}
+    return {"label": lb, "label_confidence": sequence_confidence(logprobs)}
 
 
 # The closed-label-set options shared by `label` and `probe` (class mode).
@@ -455,31 +506,54 @@ CLASS_LABEL_OPTIONS = (
 )
 
 
-LABEL = Operator(
+_LABEL_OPTIONS = options(
+    *LLM_OPTIONS,
+    Option("field", KIND_FIELD, "text", doc="the text to annotate"),
+    Option("mode", KIND_CHOICE, "class", choices=("class", "spans", "relations"),
+           doc="class: one label from a closed set; spans: typed entities; relations: (head, tail) pairs such as drug -> adverse event"),
+    *CLASS_LABEL_OPTIONS,
+    Option("entity_types", KIND_LIST, None, doc="spans mode: allowed entity types"),
+    Option("relation", KIND_LIST, ["drug", "effect"], doc="relations mode: the two role names of a relation"),
+    Option("max_items", KIND_INT, 20, doc="spans/relations mode: at most this many items (JSON-schema maxItems)"),
+    Option("grounded", KIND_BOOL, True, doc="spans/relations mode: drop items whose text is not in the input", post=True),
+)
+
+LABEL_CLASS = Operator(
     name="label",
     doc="A teacher annotates unlabeled text: one class from a closed label set with its confidence from token "
-        "logprobs, or spans/entities through a JSON schema.",
-    source="LLKD (2024); LLM teacher for news-topic classification (2024); UniversalNER (2023); ADE extraction (2023)",
-    options=options(
-        *LLM_OPTIONS,
-        Option("field", KIND_FIELD, "text", doc="the text to annotate"),
-        Option("mode", KIND_CHOICE, "class", choices=("class", "spans"), doc="class label or entity spans"),
-        *CLASS_LABEL_OPTIONS,
-        Option("entity_types", KIND_LIST, None, doc="allowed entity types (spans mode)"),
-        Option("grounded", KIND_BOOL, True, doc="spans mode: drop entities whose text is not in the input", post=True),
-    ),
-    outputs=(OutputField("label", "str", "the label (class mode)"),
-             OutputField("label_confidence", "float", "class: probability of the reply; spans: mean token probability"),
-             OutputField("entities", "json", "spans mode: [{text, type}]")),
+        "logprobs (mode=class), typed entity spans (mode=spans) or head->tail relations such as drug->adverse event "
+        "(mode=relations), both through a JSON schema with a capped item count.",
+    source="LLKD (2024); LLM teacher for news topics (2024); UniversalNER (2023); ADE extraction (2023)",
+    options=_LABEL_OPTIONS,
+    outputs=(OutputField("label", "str", "the label"),
+             OutputField("label_confidence", "float", "probability of the reply (exp of the summed token logprobs)")),
     uses_model=True,
     default_prompt="label.j2",
     postprocess=_label_post,
     prompt_vars=_field_var,
     prepare=_label_prepare,
-    json_schema=_spans_schema,
     logprobs=lambda opts: 1,
-    template_vars=("labels", "entity_types"),
+    template_vars=("labels",),
 )
+LABEL_SPANS = replace(
+    LABEL_CLASS,
+    outputs=(OutputField("entities", "json", "[{text, type}], grounded in the input, at most max_items"),
+             OutputField("label_confidence", "float", "mean token probability of the reply")),
+    default_prompt="label_spans.j2", json_schema=_spans_schema, template_vars=("entity_types", "max_items"),
+)
+LABEL_RELATIONS = replace(
+    LABEL_CLASS,
+    outputs=(OutputField("relations", "json", "[{head: ..., tail: ...}] with the relation's role names, at most max_items"),
+             OutputField("label_confidence", "float", "mean token probability of the reply")),
+    default_prompt="label_relations.j2", json_schema=_relations_schema, template_vars=("head", "tail", "max_items"),
+)
+
+
+def _label_select(opts: dict[str, Any]) -> Operator:
+    return {"class": LABEL_CLASS, "spans": LABEL_SPANS, "relations": LABEL_RELATIONS}[opts.get("mode") or "class"]
+
+
+LABEL = replace(LABEL_CLASS, select=_label_select)
 
 # ---------------------------------------------------------------------- judge
 
@@ -491,6 +565,7 @@ def _judge_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_schema(opts: dict[str, Any]) -> dict[str, Any]:
+    """Score mode: ``{"score": 1..scale, "reason"}``; pairwise mode: ``{"winner": "A"|"B", "reason"}``."""
     if (opts.get("mode") or "score") == "pairwise":
         return {"type": "object", "properties": {"winner": {"type": "string", "enum": ["A", "B"]}, "reason": {"type": "string", "maxLength": 160}},
                 "required": ["winner", "reason"]}
@@ -498,73 +573,115 @@ def _judge_schema(opts: dict[str, Any]) -> dict[str, Any]:
                                              "reason": {"type": "string", "maxLength": 160}}, "required": ["score", "reason"]}
 
 
-def _judge_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
+def _judge_obj(text: str) -> dict[str, Any] | None:
     try:
         obj = json.loads(text)
     except ValueError:
-        obj = None
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _judge_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
     if (opts.get("mode") or "score") == "pairwise":
-        w = obj.get("winner") if isinstance(obj, dict) else None
-        if w not in ("A", "B"):
-            m = re.search(r"\b([AB])\b", text)
-            w = m.group(1) if m else None
-        if w is None:
-            raise RowFailure("judge named no winner")
-        return {"score": 1.0 if w == "A" else 0.0, "judge_reason": (obj or {}).get("reason") if isinstance(obj, dict) else text[:300]}
-    score = obj.get("score") if isinstance(obj, dict) else None
+        return _pairwise_post(row, text, opts)
+    obj = _judge_obj(text)
+    score = obj.get("score") if obj else None
     if not isinstance(score, (int, float)) or isinstance(score, bool):
         m = re.search(r"\d+(?:\.\d+)?", text)
         score = float(m.group(0)) if m else None
     if score is None:
         raise RowFailure("judge gave no score")
     scale = int(opts.get("scale") or 10)
-    return {"score": float(min(max(score, 1), scale)), "judge_reason": (obj.get("reason") if isinstance(obj, dict) else text[:300])}
+    return {"score": float(min(max(score, 1), scale)), "judge_reason": (obj.get("reason") if obj else text[:300])}
 
 
-JUDGE = Operator(
+def _pairwise_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    obj = _judge_obj(text)
+    w = obj.get("winner") if obj else None
+    if w not in ("A", "B"):
+        m = re.search(r"\b([AB])\b", text)
+        w = m.group(1) if m else None
+    if w is None:
+        raise RowFailure("judge named no winner")
+    return {"winner": w, "judge_reason": obj.get("reason") if obj else text[:300]}
+
+
+_JUDGE_OPTIONS = options(
+    *LLM_OPTIONS,
+    Option("mode", KIND_CHOICE, "score", choices=("score", "pairwise"), doc="rubric score or pairwise comparison"),
+    Option("field", KIND_FIELD, "instruction", doc="the instruction/question"),
+    Option("response", KIND_FIELD, "response", doc="the response (A in pairwise mode)"),
+    Option("response_b", KIND_FIELD, None, doc="pairwise mode: response B"),
+    Option("rubric", KIND_STR, "helpfulness, correctness and level of detail", doc="what the judge rates"),
+    Option("scale", KIND_INT, 10, doc="top of the score range"),
+)
+
+JUDGE_SCORE = Operator(
     name="judge",
-    doc="An LLM judge through structured output (JSON schema): a score on a rubric (1..scale), or pairwise (score 1.0 when "
-        "response A wins, 0.0 when B wins).",
+    doc="An LLM judge through structured output (JSON schema): a score on a rubric (1..scale, mode=score, prompt "
+        "judge.j2), or which of two responses is better (mode=pairwise, prompt judge_pairwise.j2, shows A and B).",
     source="TAPIR (2024); Evol-Instruct (2023); LLM-as-a-judge (Zheng et al., 2023)",
-    options=options(
-        *LLM_OPTIONS,
-        Option("mode", KIND_CHOICE, "score", choices=("score", "pairwise"), doc="rubric score or pairwise comparison"),
-        Option("field", KIND_FIELD, "instruction", doc="the instruction/question"),
-        Option("response", KIND_FIELD, "response", doc="the response (A in pairwise mode)"),
-        Option("response_b", KIND_FIELD, None, doc="pairwise mode: response B"),
-        Option("rubric", KIND_STR, "helpfulness, correctness and level of detail", doc="what the judge rates"),
-        Option("scale", KIND_INT, 10, doc="top of the score range"),
-    ),
-    outputs=(OutputField("score", "float", "rubric score, or 1.0/0.0 for pairwise A/B"),
+    options=_JUDGE_OPTIONS,
+    outputs=(OutputField("score", "float", "rubric score, 1..scale"),
              OutputField("judge_reason", "str", "the judge's reason")),
     uses_model=True,
     default_prompt="judge.j2",
     postprocess=_judge_post,
     prompt_vars=_judge_vars,
     json_schema=_judge_schema,
-    template_vars=("response", "response_a", "response_b", "rubric", "scale"),
+    template_vars=("response", "rubric", "scale"),
 )
+JUDGE_PAIRWISE = replace(
+    JUDGE_SCORE,
+    outputs=(OutputField("winner", "str", "A or B: the better response"),
+             OutputField("judge_reason", "str", "the judge's reason")),
+    default_prompt="judge_pairwise.j2", postprocess=_pairwise_post, template_vars=("response_a", "response_b", "rubric"),
+)
+
+
+def _judge_select(opts: dict[str, Any]) -> Operator:
+    return JUDGE_PAIRWISE if (opts.get("mode") or "score") == "pairwise" else JUDGE_SCORE
+
+
+JUDGE = replace(JUDGE_SCORE, select=_judge_select)
 
 # ---------------------------------------------------------------------- probe
 
 
-def _probe_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
-    from synthlang.ops.mathcheck import equivalent
+# the extract mode a student's reply is read with, by answer type (labels match against the label set instead)
+TYPE_EXTRACT = {"number": "number", "choice": "choice", "yesno": "yesno", "label": "text", "text": "text"}
 
+
+def _probe_type(row: dict[str, Any], opts: dict[str, Any]) -> str:
+    """The answer type a probe row compares by: label set, ``answer_type``, a bool gold, ``extract``, the gold's look."""
+    if row.get("labels"):
+        return "label"
+    extract = opts.get("extract")
+    return resolve_type(opts.get("answer_type"), None if extract in (None, "auto") else extract,
+                        row.get(opts.get("gold") or "gold"))
+
+
+def _probe_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    from synthlang.ops.core import ANSWER_FORMAT
+
+    kind = _probe_type(row, opts)
+    extract = opts.get("extract")
+    mode = extract if extract not in (None, "auto") else TYPE_EXTRACT[kind]
+    return {"input": row.get(opts.get("field") or "question", ""), "answer_format": ANSWER_FORMAT[mode]}
+
+
+def _probe_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
     labels = row.get("labels") or []
     gold = row.get(opts.get("gold") or "gold")
+    kind = _probe_type(row, opts)
     if labels:
         ans: Any = match_label(text, labels)
-        correct = ans is not None and str(ans) == str(gold)
         conf = sequence_confidence(logprobs)
     else:
-        mode = opts.get("extract") or "number"
-        ans = extract_answer(text, mode)
-        if mode == "number":
-            correct = bool(ans is not None and gold is not None and equivalent(gold, ans))
-        else:
-            correct = ans is not None and str(ans).strip().lower() == str(gold).strip().lower()
+        extract = opts.get("extract")
+        ans = extract_answer(text, extract if extract not in (None, "auto") else TYPE_EXTRACT[kind])
         conf = mean_token_confidence(logprobs)
+    correct = bool(ans is not None and compare(gold, ans, kind)[0])   # the same comparison as verify(mode="gold")
     if row.get("__truncated__"):
         correct = False          # the student did not finish: a failure, whatever it wrote so far
     return {"probe_answer": ans, "probe_correct": bool(correct), "probe_confidence": conf}
@@ -580,8 +697,11 @@ PROBE = Operator(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "question", doc="the question/text shown to the student"),
         Option("gold", KIND_FIELD, "gold", doc="the gold answer or label", post=True),
-        Option("extract", KIND_CHOICE, "number", choices=EXTRACT_MODES,
-               doc="how the student's answer is extracted (ignored when labels are given)", post=True),
+        Option("extract", KIND_CHOICE, "auto", choices=("auto", *EXTRACT_MODES),
+               doc="how the student's answer is extracted (ignored when labels are given); auto: by the answer type"),
+        Option("answer_type", KIND_CHOICE, "auto", choices=("auto", *ANSWER_TYPES), post=True,
+               doc="how the student's answer is compared with gold, exactly as verify(mode=\"gold\") does; auto: "
+                   "label with a label set, yesno for a bool gold, else from extract, else from the gold's value"),
         *CLASS_LABEL_OPTIONS,
     ),
     outputs=(OutputField("probe_answer", "any", "the student's answer"),
@@ -590,8 +710,8 @@ PROBE = Operator(
     uses_model=True,
     default_prompt="probe.j2",
     postprocess=_probe_post,
-    prompt_vars=_field_var,
+    prompt_vars=_probe_vars,
     prepare=_label_prepare,
     logprobs=lambda opts: 1,
-    template_vars=("labels", "entity_types"),
+    template_vars=("labels", "entity_types", "answer_format"),
 )
