@@ -10,7 +10,7 @@ from typing import Any
 
 from synthlang.ops.base import LLM_OPTIONS, Operator, Option, OutputField, RowFailure, options
 from synthlang.ops.core import ANSWER, GENERATE, REPHRASE, VERIFY
-from synthlang.ops.methods import EVOLVE, JUDGE, LABEL, NEW_QUESTION, PROBE, REVERSE, STRATEGY, VERIFY_LLM
+from synthlang.ops.methods import EVOLVE, JUDGE, LABEL, NEW_QUESTION, PROBE, REVERSE, STRATEGY, VERIFY_LLM, verify_llm_for
 from synthlang.ops.rowops import CURRICULUM, DECONTAMINATE, DEDUP, ELIMINATE, FILTER, REPORT, SELECT, VERIFY_MAJORITY
 
 _VERIFY_GOLD = VERIFY
@@ -18,7 +18,9 @@ _VERIFY_GOLD = VERIFY
 
 def _verify_select(opts: dict[str, Any]) -> Operator:
     mode = opts.get("mode") or "gold"
-    return {"gold": _VERIFY_GOLD, "majority": VERIFY_MAJORITY, "llm": VERIFY_LLM}[mode]
+    if mode == "llm":
+        return verify_llm_for(opts)
+    return {"gold": _VERIFY_GOLD, "majority": VERIFY_MAJORITY}[mode]
 
 
 # verify accepts the union of its modes' options; the checker picks the mode's implementation.

@@ -224,33 +224,63 @@ EVOLVE = Operator(
 )
 
 # -------------------------------------------------------------------- reverse
-# RevThink (Chen et al., 2024): the teacher writes a backward question from (question, answer);
-# task-specific few-shot demonstrations (ours, not the paper's text).
+# RevThink (Chen et al., 2024), official code google-research/RevThink augment_data.py: the teacher sees
+# "<question> The correct answer is <gold>." with task few-shot examples and rules (use the answer to pose a
+# related inverse question; for multiple choice keep the number of options, exactly one correct, its answer
+# present in the input question; differ from the input), and "The correct answer is (X)." is cut from the reply
+# (remove_backward_answer). Each task owns its prompt (ops/templates/reverse_<task>.j2); examples are ours.
 REVERSE_SHOTS: dict[str, list[dict[str, str]]] = {
     "math": [
         {"q": "Tom has 3 boxes with 4 pens each. How many pens does he have?", "a": "12",
-         "b": "Tom has some boxes with 4 pens each, and 12 pens in all. How many boxes does he have?"},
+         "b": "Tom has some boxes with 4 pens each. If he has 12 pens in all, how many boxes does he have?"},
         {"q": "A shirt costs $20 and is 25% off. What is the sale price?", "a": "15",
          "b": "A shirt is 25% off and now sells for $15. What was its price before the discount?"},
     ],
     "mc": [
         {"q": "Which planet is closest to the Sun? (A) Venus (B) Mercury (C) Mars", "a": "B",
-         "b": "Mercury is the planet closest to the Sun. Which of these describes Mercury? (A) the closest planet to the Sun (B) the largest planet (C) a moon of Mars"},
+         "b": "Mercury is a planet. Which of these is true of it? (A) it is the closest planet to the Sun (B) it is the largest planet (C) it is a moon of Mars"},
     ],
     "yesno": [
         {"q": "Is 17 a prime number?", "a": "yes",
-         "b": "A number is prime and lies between 15 and 18. Is that number 17?"},
+         "b": "If 17 is a prime number, how many whole numbers divide 17 exactly? (A) two (B) three"},
+        {"q": "Can a penguin fly?", "a": "no",
+         "b": "If a penguin cannot fly, how does a penguin mostly move through water? (A) by swimming with its wings (B) by flying above it"},
     ],
 }
+# RevThink's remove_backward_answer, widened from "(X)" to any stated answer (a numeric leak gives the task away too)
+_BACKWARD_LEAK = re.compile(r"\s*(?:The\s+)?(?:correct\s+)?answer\s+is\s*:?\s*\(?[^\n.]*\)?\.?\s*$", re.IGNORECASE)
+
+
+def answer_text(value: Any, task: str = "math") -> str:
+    """An answer as a prompt shows it: a bool as yes/no (never True/False), a letter as (X), numbers plainly."""
+    from synthlang.ops.answers import as_choice, as_yesno
+
+    if isinstance(value, bool) or task == "yesno":
+        return as_yesno(value) or str(value)
+    if task == "mc":
+        letter = as_choice(value)
+        return f"({letter})" if letter else str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
 
 
 def _reverse_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
-    return {"input": row.get(opts.get("field") or "question", ""), "answer_text": row.get(opts.get("answer") or "answer", ""),
-            "shots": REVERSE_SHOTS[opts.get("task") or "math"]}
+    task = opts.get("task") or "math"
+    shots = [{**ex, "a": answer_text(ex["a"], task)} for ex in REVERSE_SHOTS[task]]
+    return {"input": row.get(opts.get("field") or "question", ""),
+            "answer_text": answer_text(row.get(opts.get("answer") or "answer", ""), task), "shots": shots}
+
+
+def remove_backward_answer(text: str) -> str:
+    """Cut a trailing "The correct answer is ..." from a backward question (RevThink's answer-leak removal)."""
+    return _BACKWARD_LEAK.sub("", text).strip()
 
 
 def _reverse_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
     s = _clean(text.split("\n\n")[0])
+    s = re.sub(r"^\s*(?:OUTPUT|Backward question|Reversed problem)\s*:\s*", "", s, flags=re.IGNORECASE)
+    s = remove_backward_answer(s)
     if len(s.split()) < 4:
         raise RowFailure("backward question is near-empty")
     return {"backward_question": s}
@@ -258,54 +288,81 @@ def _reverse_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[
 
 REVERSE = Operator(
     name="reverse",
-    doc="RevThink: from (question, answer) write a backward question in which the answer becomes a given.",
-    source="RevThink, 'Reverse Thinking Makes LLMs Stronger Reasoners' (2024)",
+    doc="RevThink: from (question, correct answer) write a backward question that starts from the answer, with the "
+        "official rules per task (math: a given quantity becomes the unknown; mc/yesno: an inverse multiple-choice "
+        "question with one correct option) and the answer leak cut off.",
+    source="RevThink, 'Reverse Thinking Makes LLMs Stronger Reasoners' (2024); google-research/RevThink augment_data.py",
     options=options(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "question", doc="the forward question"),
-        Option("answer", KIND_FIELD, "answer", doc="the forward answer (gold or model)"),
-        Option("task", KIND_CHOICE, "math", choices=tuple(REVERSE_SHOTS), doc="which few-shot examples: math, mc, yesno"),
+        Option("answer", KIND_FIELD, "answer", doc="the correct answer (the gold, as RevThink does); a bool renders as yes/no"),
+        Option("task", KIND_CHOICE, "math", choices=tuple(REVERSE_SHOTS),
+               doc="math, mc (multiple choice) or yesno: each has its own prompt and examples"),
     ),
-    outputs=(OutputField("backward_question", "str", "the backward question"),),
+    outputs=(OutputField("backward_question", "str", "the backward question, answer leak removed"),),
     uses_model=True,
-    default_prompt="reverse.j2",
+    default_prompt="reverse_math.j2",
     postprocess=_reverse_post,
     prompt_vars=_reverse_vars,
     template_vars=("answer_text", "shots"),
 )
+_REVERSE_BY_TASK = {t: replace(REVERSE, default_prompt=f"reverse_{t}.j2") for t in REVERSE_SHOTS}
+REVERSE = replace(REVERSE, select=lambda opts: _REVERSE_BY_TASK[opts.get("task") or "math"])
 
 # ---------------------------------------------------------- verify(mode=llm)
+# RevThink's consistency check (official prompt.py): the teacher sees Q1 (question), A1 (gold), Q2 (backward
+# question) and A2 (the backward answer extracted from the backward reasoning), with few-shot examples, and
+# outputs True or False; the verdict is the last true/false in the reply (get_true_false).
 
 
 def _consistency_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
-    return {"a": row.get(opts.get("field") or "question", ""), "b": row.get(opts.get("other") or "backward_question", "")}
+    task = opts.get("task") or "math"
+    return {"q1": row.get(opts.get("field") or "question", ""), "a1": answer_text(row.get(opts.get("gold") or "gold"), task),
+            "q2": row.get(opts.get("other") or "backward_question", ""),
+            "a2": answer_text(row.get(opts.get("answer") or "backward_answer"), "mc" if task != "math" else "math")}
 
 
 def _consistency_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
-    verdict = extract_answer(text.split("\n")[0], "yesno") or extract_answer(text, "yesno")
+    words = re.findall(r"\b(true|false)\b", text, flags=re.IGNORECASE)
+    verdict = words[-1].lower() == "true" if words else None
     if verdict is None:
-        raise RowFailure("consistency check gave no yes/no")
-    return {"verified": verdict == "yes", "verify_reason": text.strip()[:300]}
+        yn = extract_answer(text, "yesno")
+        verdict = None if yn is None else yn == "yes"
+    if verdict is None:
+        raise RowFailure("consistency check gave no True/False")
+    return {"verified": verdict, "verify_reason": text.strip()[:300]}
 
 
 VERIFY_LLM = Operator(
     name="verify",
-    doc="LLM consistency check (RevThink): a model says whether two texts agree.",
-    source="RevThink (2024)",
+    doc="LLM consistency check (RevThink): a model sees the question with its gold answer and the backward question "
+        "with its answer, and says True when the backward answer is correct and found in the question.",
+    source="RevThink (2024); google-research/RevThink prompt.py (consistency_check_prompt_math / _mcq)",
     options=options(
         *LLM_OPTIONS,
         Option("mode", KIND_CHOICE, "llm", choices=VERIFY_MODES),
-        Option("field", KIND_FIELD, "question", doc="first text, {{ a }} in the prompt"),
-        Option("other", KIND_FIELD, "backward_question", doc="second text, {{ b }} in the prompt"),
+        Option("field", KIND_FIELD, "question", doc="the forward question (Q1)"),
+        Option("gold", KIND_FIELD, "gold", doc="its gold answer (A1)"),
+        Option("other", KIND_FIELD, "backward_question", doc="the backward question (Q2)"),
+        Option("answer", KIND_FIELD, "backward_answer", doc="the answer extracted from the backward reasoning (A2)"),
+        Option("task", KIND_CHOICE, "math", choices=tuple(REVERSE_SHOTS), doc="math, mc or yesno: which prompt and examples"),
     ),
-    outputs=(OutputField("verified", "bool", "whether the model judged them consistent"),
-             OutputField("verify_reason", "str", "the model's reason")),
+    outputs=(OutputField("verified", "bool", "True: the backward answer is correct and consistent with the question"),
+             OutputField("verify_reason", "str", "the model's reasoning")),
     uses_model=True,
     default_prompt="verify_llm.j2",
     postprocess=_consistency_post,
     prompt_vars=_consistency_vars,
-    template_vars=("a", "b"),
+    template_vars=("q1", "a1", "q2", "a2"),
 )
+_VERIFY_LLM_BY_TASK = {"math": VERIFY_LLM, "mc": replace(VERIFY_LLM, default_prompt="verify_llm_mc.j2"),
+                       "yesno": replace(VERIFY_LLM, default_prompt="verify_llm_mc.j2")}
+
+
+def verify_llm_for(opts: dict[str, Any]) -> Operator:
+    """The consistency-check variant for a task (math, or multiple choice for mc and yesno)."""
+    return _VERIFY_LLM_BY_TASK[opts.get("task") or "math"]
+
 
 # ------------------------------------------------------------------- strategy
 STRATEGIES = ("answer_augmentation", "question_rephrase", "new_question")
