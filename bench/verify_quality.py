@@ -128,9 +128,7 @@ _YES_FORMS = (("word", "{w}"), ("capitalised", "{W}."), ("true_false", "{tf}"),
 
 def _yesno_rows(golds: list, as_bool: bool) -> tuple[list[dict], list[str], list[bool]]:
     rows, kinds, expect = [], [], []
-    claims = []
-    for g in golds:
-        claims += [True, False]
+    claims = [True, False] * len(golds)
     if not as_bool:
         for line in (REPO / "recipes" / "data" / "self_instruct_seed" / "seed_tasks.jsonl").read_text().splitlines():
             out = json.loads(line)["instances"][0]["output"].strip()
