@@ -37,9 +37,9 @@ CASES: list[tuple[str, dict, dict[str, tuple[str, ...] | None]]] = [
     ("answer", {"extract": "text"}, {"reasoning": ("step by step",), "final_answer": ('"The answer is ..."',)}),
     ("new_question", {"field": "question", "k": 2}, {"question": ("new task",)}),
     ("evolve", {"field": "instruction", "method": "constraints"}, {"evolved": ("Reply with the new prompt only", "constraint"),
-                                                                  "evol_method": None}),
+                                                                  "evol_method": None, "evol_parent": None}),
     ("evolve", {"field": "instruction", "method": "breadth"}, {"evolved": ("Reply with the new prompt only", "brand-new"),
-                                                              "evol_method": None}),
+                                                              "evol_method": None, "evol_parent": None}),
     ("reverse", {"task": "math", "answer": "gold"}, {"backward_question": ("backward", "unknown", "The correct answer is 72.")}),
     ("reverse", {"task": "mc", "answer": "gold"}, {"backward_question": ("inverse multiple-choice question", "options")}),
     ("reverse", {"task": "yesno", "answer": "is_yes"}, {"backward_question": ("inverse question", "The correct answer is yes.")}),
@@ -60,6 +60,8 @@ CASES: list[tuple[str, dict, dict[str, tuple[str, ...] | None]]] = [
     ("judge", {"mode": "score", "scale": 5}, {"score": ('"score"', "to 5"), "judge_reason": ('"reason"',)}),
     ("judge", {"mode": "pairwise", "response_b": "other_response"},
      {"winner": ('"winner"', "Response B: Green, orange and purple."), "judge_reason": ('"reason"',)}),
+    ("judge", {"mode": "equal", "field": "instruction", "response": "response"},
+     {"equal": ('"equal"', "same constraints", "depth and breadth"), "judge_reason": ('"reason"',)}),
     ("probe", {"gold": "gold"}, {"probe_answer": ('"The answer is N."',), "probe_correct": None, "probe_confidence": None}),
     ("probe", {"gold": "is_yes"}, {"probe_answer": ('"The answer is yes."',), "probe_correct": None, "probe_confidence": None}),
     ("probe", {"gold": "category", "labels": LABELS}, {"probe_answer": ("Reply with the label only",), "probe_correct": None,
@@ -111,6 +113,12 @@ def test_every_llm_mode_is_covered():
                 assert (name, opt, choice) in covered, f"{name}({opt}={choice!r}) has no default-prompt test"
     for method in ("constraints", "breadth"):
         assert ("evolve", "method", method) in covered
+
+
+def test_breadth_evolution_has_no_depth_word_limit():
+    _, _, breadth = _rendered("evolve", {"field": "instruction", "method": "breadth"})
+    _, _, depth = _rendered("evolve", {"field": "instruction", "method": "constraints"})
+    assert "10 to 20 words" in depth and "10 to 20 words" not in breadth
 
 
 def test_prompts_show_bool_answers_as_yes_no_and_pairwise_shows_b():

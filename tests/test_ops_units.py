@@ -213,9 +213,13 @@ def test_strategy_thresholds_and_budget_split():
     assert choose_strategy(400, 100) == "question_rephrase"
     assert choose_strategy(1000, 100) == "new_question"
     assert choose_strategy(1000, 100, high=20) == "question_rephrase"
+    # the budget counts answer calls too: 7 queries over 3 seeds -> rephrase, 3 items of 2 calls (write + answer)
     op, opts = _opts("strategy", budget=7)
     plan = op.prepare(_gsm(3), opts, RowContext())
-    assert [p["__n__"] for p in plan] == [3, 2, 2] and plan[0]["strategy"] == "question_rephrase"
+    assert [p["__n__"] for p in plan] == [1, 1, 1] and plan[0]["strategy"] == "question_rephrase"
+    op, opts = _opts("strategy", budget=5)
+    plan = op.prepare(_gsm(3), opts, RowContext())
+    assert [p["__n__"] for p in plan] == [2, 2, 1] and plan[0]["strategy"] == "answer_augmentation"
 
 
 def test_curriculum_escalates_per_round_and_balances_tasks():

@@ -11,7 +11,7 @@ from typing import Any
 from synthlang.ops.base import LLM_OPTIONS, Operator, Option, OutputField, RowFailure, options
 from synthlang.ops.core import ANSWER, GENERATE, REPHRASE, VERIFY
 from synthlang.ops.methods import EVOLVE, JUDGE, LABEL, NEW_QUESTION, PROBE, REVERSE, STRATEGY, VERIFY_LLM, verify_llm_for
-from synthlang.ops.rowops import CURRICULUM, DECONTAMINATE, DEDUP, ELIMINATE, FILTER, REPORT, SELECT, VERIFY_MAJORITY
+from synthlang.ops.rowops import ADAPTIVE, CURRICULUM, DECONTAMINATE, DEDUP, ELIMINATE, FILTER, REPORT, SELECT, VERIFY_MAJORITY
 
 _VERIFY_GOLD = VERIFY
 
@@ -36,6 +36,6 @@ REPORT_SELECTING = replace(REPORT, inherit=False, select=_report_select)
 
 OPERATORS: dict[str, Operator] = {op.name: op for op in (
     GENERATE, REPHRASE, ANSWER, NEW_QUESTION, EVOLVE, REVERSE, VERIFY, LABEL, JUDGE, FILTER, SELECT, DEDUP,
-    DECONTAMINATE, PROBE, CURRICULUM, REPORT_SELECTING, ELIMINATE, STRATEGY)}
+    DECONTAMINATE, PROBE, CURRICULUM, REPORT_SELECTING, ELIMINATE, STRATEGY, ADAPTIVE)}
 
 __all__ = ["OPERATORS", "Operator", "Option", "OutputField", "RowFailure", "options"]

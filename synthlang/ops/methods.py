@@ -119,7 +119,7 @@ def _few_shot(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowCont
 def _new_question_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
     s = _clean(text.split("\n\n")[0] if opts.get("first_paragraph", True) else text)
     why = self_instruct_filter(s, int(opts.get("min_words") or 4), int(opts.get("max_words") or 150),
-                               tuple(opts.get("blocklist") or SELF_INSTRUCT_BLOCKLIST))
+                               tuple(SELF_INSTRUCT_BLOCKLIST if opts.get("blocklist") is None else opts["blocklist"]))
     if why:
         raise RowFailure(f"Self-Instruct filter: {why}")
     if s.strip().lower() in {str(e).strip().lower() for e in row.get("examples", [])}:
@@ -139,7 +139,9 @@ NEW_QUESTION = Operator(
         Option("k", KIND_INT, 3, doc="examples per prompt: the row's own seed plus k-1 drawn from the input rows"),
         Option("min_words", KIND_INT, 4, doc="drop new questions shorter than this (words)", post=True),
         Option("max_words", KIND_INT, 150, doc="drop new questions longer than this (words)", post=True),
-        Option("blocklist", KIND_LIST, None, doc="words that drop a question (default: Self-Instruct's list)", post=True),
+        Option("blocklist", KIND_LIST, None, post=True,
+               doc="words that drop a question (default: Self-Instruct's list, meant for open instructions; "
+                   "blocklist=[] turns it off, e.g. for math word problems)"),
         Option("first_paragraph", KIND_BOOL, True, doc="keep only the reply's first paragraph", post=True),
     ),
     outputs=(OutputField("question", "str", "the new question"),),
@@ -160,7 +162,8 @@ EVOL_METHODS = {
     "deepen": "If the prompt asks about a specific issue, make the question go deeper and broader.",
     "concretize": "Replace general concepts in the prompt with more specific ones.",
     "reasoning": "If the prompt can be solved with a few simple steps, rewrite it so that it explicitly needs several steps of reasoning.",
-    "breadth": "Do not rewrite the prompt; instead write a brand-new prompt in the same domain on a rarer topic, of similar length and difficulty.",
+    "breadth": "In-breadth: a brand-new prompt in the same domain on a rarer topic, of similar length and difficulty "
+               "(its own prompt, without depth's word limit).",
 }
 EVOL_LEAKS = ("#rewritten prompt#", "#given prompt#", "#created prompt#", "given prompt", "rewritten prompt", "created prompt")
 
@@ -200,7 +203,7 @@ def _evolve_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[s
     why = evolution_failure(str(row.get(opts.get("field") or "instruction", "")), s)
     if why:
         raise RowFailure(f"Evol-Instruct elimination: {why}")
-    return {"evolved": s, "evol_method": row.get("evol_method")}
+    return {"evolved": s, "evol_method": row.get("evol_method"), "evol_parent": row.get(opts.get("field") or "instruction")}
 
 
 EVOLVE = Operator(
@@ -214,7 +217,8 @@ EVOLVE = Operator(
         Option("method", KIND_CHOICE, "random", choices=("random", *EVOL_METHODS),
                doc="the evolution; random draws one per row and round (seeded)"),
     ),
-    outputs=(OutputField("evolved", "str", "the evolved prompt"), OutputField("evol_method", "str", "the operation used")),
+    outputs=(OutputField("evolved", "str", "the evolved prompt"), OutputField("evol_method", "str", "the operation used"),
+             OutputField("evol_parent", "str", "the prompt it was evolved from (for the equal/not-equal check)")),
     uses_model=True,
     default_prompt="evolve.j2",
     postprocess=_evolve_post,
@@ -384,13 +388,20 @@ def choose_strategy(budget: int, seeds: int, low: float = 2.0, high: float = 8.0
     return "new_question"
 
 
+def strategy_calls(strategy: str) -> int:
+    """LLM calls one augmented item costs: answer augmentation 1; rephrase and new question 2 (write + answer)."""
+    return 1 if strategy == "answer_augmentation" else 2
+
+
 def _strategy_prepare(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowContext) -> list[dict[str, Any]]:
     budget = int(opts.get("budget") or len(rows))
     strat = opts.get("strategy") or "auto"
     if strat == "auto":
         strat = choose_strategy(budget, len(rows), float(opts.get("low") or 2.0), float(opts.get("high") or 8.0))
     shots = _few_shot(rows, {**opts, "k": 3}, ctx) if strat == "new_question" else [{} for _ in rows]
-    base, extra = divmod(budget, max(len(rows), 1))
+    # the budget counts every call the strategy causes: a rephrased or new question also needs its answer call
+    items = budget // strategy_calls(strat)
+    base, extra = divmod(items, max(len(rows), 1))
     return [{"strategy": strat, "__n__": base + (1 if i < extra else 0), **shots[i]} for i in range(len(rows))]
 
 
@@ -409,12 +420,14 @@ def _strategy_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict
 STRATEGY = Operator(
     name="strategy",
     doc="Strategy auto: from the ratio of query budget to seed count choose answer augmentation, question rephrase "
-        "or new question, and spend the budget over the seeds (budget // seeds calls each, the remainder to the first).",
+        "or new question, and spend the budget over the seeds. The budget counts every call the strategy causes: an "
+        "answer-augmented item costs 1 call, a rephrased or new question 2 (it is written here and answered by a "
+        "following `answer` step), so this step makes budget // cost items, spread evenly over the seeds.",
     source="'Balancing Cost and Effectiveness of Synthetic Data Generation Strategies for LLMs' (2024)",
     options=options(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "question", doc="the seed question"),
-        Option("budget", KIND_INT, None, doc="total LLM queries to spend (default: one per seed)"),
+        Option("budget", KIND_INT, None, doc="total LLM queries to spend, answer calls included (default: one per seed)"),
         Option("strategy", KIND_CHOICE, "auto", choices=("auto", *STRATEGIES), doc="auto, or force one"),
         Option("low", KIND_FLOAT, 2.0, doc="below this many queries per seed: answer augmentation"),
         Option("high", KIND_FLOAT, 8.0, doc="at or above this many queries per seed: new questions"),
@@ -557,9 +570,9 @@ CLASS_LABEL_OPTIONS = (
     Option("labels", KIND_LIST, None, doc="class mode: the closed label set"),
     Option("labels_file", KIND_STR, None, doc="class mode: a JSON list of labels, relative to the recipe"),
     Option("constrain", KIND_BOOL, True,
-           doc="class mode: constrain the reply to the label set (JSON-schema enum). llama.cpp reports logprobs of the "
-               "unconstrained distribution, so confidence is then a lower bound; set false for models that follow "
-               "instructions"),
+           doc="class mode: constrain the reply to the label set (JSON-schema enum). llama.cpp then reports logprobs of "
+               "the unconstrained distribution, so confidences are tiny (0.00013-0.00022 measured on SmolLM2-135M) and "
+               "only comparable within a class: threshold them per class (adaptive_select), not with one number"),
 )
 
 
@@ -623,6 +636,9 @@ def _judge_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
 
 def _judge_schema(opts: dict[str, Any]) -> dict[str, Any]:
     """Score mode: ``{"score": 1..scale, "reason"}``; pairwise mode: ``{"winner": "A"|"B", "reason"}``."""
+    if (opts.get("mode") or "score") == "equal":
+        return {"type": "object", "properties": {"equal": {"type": "boolean"}, "reason": {"type": "string", "maxLength": 160}},
+                "required": ["equal", "reason"]}
     if (opts.get("mode") or "score") == "pairwise":
         return {"type": "object", "properties": {"winner": {"type": "string", "enum": ["A", "B"]}, "reason": {"type": "string", "maxLength": 160}},
                 "required": ["winner", "reason"]}
@@ -652,6 +668,18 @@ def _judge_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[st
     return {"score": float(min(max(score, 1), scale)), "judge_reason": (obj.get("reason") if obj else text[:300])}
 
 
+def _equal_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Evol-Instruct's "no information gain" check: ``equal`` is True when the two prompts are judged equal."""
+    obj = _judge_obj(text)
+    eq = obj.get("equal") if obj else None
+    if not isinstance(eq, bool):
+        low = text.lower()
+        eq = False if "not equal" in low else True if "equal" in low else None
+    if eq is None:
+        raise RowFailure("judge said neither equal nor not equal")
+    return {"equal": eq, "judge_reason": obj.get("reason") if obj else text[:300]}
+
+
 def _pairwise_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
     obj = _judge_obj(text)
     w = obj.get("winner") if obj else None
@@ -665,7 +693,9 @@ def _pairwise_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict
 
 _JUDGE_OPTIONS = options(
     *LLM_OPTIONS,
-    Option("mode", KIND_CHOICE, "score", choices=("score", "pairwise"), doc="rubric score or pairwise comparison"),
+    Option("mode", KIND_CHOICE, "score", choices=("score", "pairwise", "equal"),
+           doc="score: rubric score; pairwise: which of two responses is better; equal: are two prompts equal "
+               "(Evol-Instruct's no-information-gain check; field = the parent, response = the evolved prompt)"),
     Option("field", KIND_FIELD, "instruction", doc="the instruction/question"),
     Option("response", KIND_FIELD, "response", doc="the response (A in pairwise mode)"),
     Option("response_b", KIND_FIELD, None, doc="pairwise mode: response B"),
@@ -696,8 +726,16 @@ JUDGE_PAIRWISE = replace(
 )
 
 
+JUDGE_EQUAL = replace(
+    JUDGE_SCORE,
+    outputs=(OutputField("equal", "bool", "True: no information gain (the evolved prompt equals its parent)"),
+             OutputField("judge_reason", "str", "the judge's reason")),
+    default_prompt="judge_equal.j2", postprocess=_equal_post, template_vars=("response",),
+)
+
+
 def _judge_select(opts: dict[str, Any]) -> Operator:
-    return JUDGE_PAIRWISE if (opts.get("mode") or "score") == "pairwise" else JUDGE_SCORE
+    return {"pairwise": JUDGE_PAIRWISE, "equal": JUDGE_EQUAL}.get(opts.get("mode") or "score", JUDGE_SCORE)
 
 
 JUDGE = replace(JUDGE_SCORE, select=_judge_select)
