@@ -237,3 +237,31 @@ def test_every_changed_recipe_cites_its_paper_and_paper_defaults():
         assert re.search(r"\([^)]*20\d\d\)", text), f"{name} cites no paper"
         assert "Defaults (ours | paper)" in text, f"{name} states no defaults beside the paper's"
         assert "Models:" in text, f"{name} does not say which model is which"
+
+
+def test_blocklist_is_for_open_instructions_not_math_problems():
+    from synthlang.ops import OPERATORS
+    from synthlang.ops.methods import self_instruct_filter
+
+    qs = [json.loads(x)["question"] for x in (RECIPES / "data/gsm8k/train_first1000.jsonl").read_text().splitlines()]
+    assert sum(1 for q in qs if (self_instruct_filter(q) or "").startswith("mentions")) == 29
+    op = OPERATORS["new_question"]
+    opts = {k: o.default for k, o in op.options.items()} | {"blocklist": []}
+    q = next(q for q in qs if (self_instruct_filter(q) or "").startswith("mentions"))
+    assert op.post({"examples": []}, q, opts) == {"question": q}        # blocklist=[] keeps it
+
+
+def test_label_relations_are_grounded_and_capped():
+    from synthlang.ops import OPERATORS
+
+    op = OPERATORS["label"]
+    opts = {k: o.default for k, o in op.options.items()} | {"mode": "relations", "max_items": 2}
+    op = op.select(opts)
+    schema = op.json_schema(opts)
+    assert schema["properties"]["relations"]["maxItems"] == 2
+    assert schema["properties"]["relations"]["items"]["required"] == ["drug", "effect"]
+    row = {"text": "After starting ibuprofen she developed a rash and nausea; aspirin caused nothing."}
+    reply = json.dumps({"relations": [{"drug": "ibuprofen", "effect": "rash"}, {"drug": "ibuprofen", "effect": "nausea"},
+                                      {"drug": "aspirin", "effect": "hair loss"}, {"drug": "ibuprofen", "effect": "rash"}]})
+    out = op.post(row, reply, opts, [-0.1, -0.1])
+    assert out["relations"] == [{"drug": "ibuprofen", "effect": "rash"}, {"drug": "ibuprofen", "effect": "nausea"}]
