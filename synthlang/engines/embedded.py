@@ -77,11 +77,14 @@ class EmbeddedEngine:
         path = self._path()
         if not path.exists():
             raise EngineUnavailable(f"model file not found: {path}")
+        from synthlang.engines.llama_compat import plain_buffers
+
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                n_threads_batch=self.n_threads, verbose=False, logits_all=False,
-            )
+            with plain_buffers():
+                self._llm = llama_cpp.Llama(
+                    model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads, verbose=False, logits_all=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from None
 
@@ -90,10 +93,13 @@ class EmbeddedEngine:
         if self._llm_lp is None:
             import llama_cpp
 
-            self._llm_lp = llama_cpp.Llama(
-                model_path=str(self._path()), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                n_threads_batch=self.n_threads, verbose=False, logits_all=True,
-            )
+            from synthlang.engines.llama_compat import plain_buffers
+
+            with plain_buffers():
+                self._llm_lp = llama_cpp.Llama(
+                    model_path=str(self._path()), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads, verbose=False, logits_all=True,
+                )
         return self._llm_lp
 
     def count_tokens(self, messages: Iterable[dict[str, str]]) -> int:
