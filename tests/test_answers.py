@@ -170,3 +170,40 @@ def test_answer_type_comes_from_the_producing_step_and_is_overridable(project):
     by = {s.name: s for s in prog.steps}
     assert by["v"].opts["answer_type"] == "choice" and by["v"].opts["extract"] == "choice"
     assert by["w"].opts["answer_type"] == "text"
+
+
+YESNO_ANSWER_RECIPE = """
+recipe yn2 "answer yes/no questions, keep answers that match a bool gold"
+model teacher = fake(temperature=0.0, max_tokens=32)
+source tasks = jsonl("tasks.jsonl") {
+  question: str
+  gold: bool
+}
+step answered = answer(tasks, model=teacher, field=question, extract="yesno")
+step checked = verify(answered, field=final_answer, gold=gold)
+step kept = filter(checked, where=verified)
+export kept to "out/kept.jsonl" as jsonl
+"""
+
+
+def test_answer_verify_recipe_on_yes_no_keeps_the_rows_whose_answer_matches_the_bool_gold(tmp_path):
+    from test_method_recipes import Scripted
+
+    rows = _yesno_rows()
+    (tmp_path / "tasks.jsonl").write_text("".join(json.dumps({"question": r["question"], "gold": r["gold"]}) + "\n" for r in rows))
+    (tmp_path / "yn2.synth").write_text(YESNO_ANSWER_RECIPE)
+    right = {r["question"] for r in rows[::2]}           # the teacher is right on every other question
+
+    def rule(model, prompt, schema):
+        assert '"The answer is yes."' in prompt            # the default prompt asks for a yes/no final line
+        q = next(r for r in rows if r["question"] in prompt)
+        said = q["gold"] if q["question"] in right else not q["gold"]
+        return f"Thinking it over.\nThe answer is {'yes' if said else 'no'}. There is no doubt about it."
+
+    eng = Scripted(rule)
+    prog = synthlang.check_file(tmp_path / "yn2.synth")
+    assert {s.name: s.opts.get("answer_type") for s in prog.steps}["checked"] == "yesno"
+    s = synthlang.run(prog, db=tmp_path / "db.duckdb", engine_factory=eng.for_model)
+    assert s.status == "finished"
+    out = [json.loads(x) for x in (tmp_path / "out" / "kept.jsonl").read_text().splitlines()]
+    assert sorted(o["question"] for o in out) == sorted(right)
