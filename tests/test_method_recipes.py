@@ -265,3 +265,27 @@ def test_label_relations_are_grounded_and_capped():
                                       {"drug": "aspirin", "effect": "hair loss"}, {"drug": "ibuprofen", "effect": "rash"}]})
     out = op.post(row, reply, opts, [-0.1, -0.1])
     assert out["relations"] == [{"drug": "ibuprofen", "effect": "rash"}, {"drug": "ibuprofen", "effect": "nausea"}]
+
+
+def test_report_gives_per_class_precision_recall_f1_on_banking77():
+    import csv
+
+    from synthlang.ops import OPERATORS
+    from synthlang.ops.base import RowContext
+
+    with open(RECIPES / "data/banking77/test.csv", encoding="utf-8", newline="") as fh:
+        rows = [r for _, r in zip(range(80), csv.DictReader(fh), strict=False)]
+    cats = sorted({r["category"] for r in rows})
+    # a planted confusion: every third row is predicted as the next class
+    for i, r in enumerate(rows):
+        r["pred"] = cats[(cats.index(r["category"]) + 1) % len(cats)] if i % 3 == 0 else r["category"]
+    op = OPERATORS["report"].select({"per_row": False})
+    opts = {k: o.default for k, o in op.options.items()} | {"by": "category", "predicted": "pred"}
+    out = {f["class"]: f for _, f in op.run_apply(rows, opts, RowContext())}
+    for c in cats:
+        gold_c = [r for r in rows if r["category"] == c]
+        pred_c = [r for r in rows if r["pred"] == c]
+        tp = sum(1 for r in gold_c if r["pred"] == c)
+        assert out[c]["class_recall"] == round(tp / len(gold_c), 4)
+        assert out[c]["class_precision"] == round(tp / len(pred_c) if pred_c else 0.0, 4)
+        assert out[c]["class_accuracy"] == out[c]["class_recall"]

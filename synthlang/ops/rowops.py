@@ -314,18 +314,32 @@ CURRICULUM = Operator(
 # --------------------------------------------------------------------- report
 def _report_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowContext) -> Out:
     by = opts.get("by") or "category"
+    pred_f = opts.get("predicted")
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         groups[r.get(by)].append(i)
+    predicted = Counter(str(r.get(pred_f)) for r in rows) if pred_f else Counter()
     stats = {}
     for c, ix in groups.items():
-        vals = [_eval(opts["metric"], rows[i], ctx) for i in ix]
-        acc = sum(1 for v in vals if v is True or (isinstance(v, (int, float)) and v > 0)) / len(ix)
+        if opts.get("metric") is not None:
+            vals = [_eval(opts["metric"], rows[i], ctx) for i in ix]
+            acc = sum(1 for v in vals if v is True or (isinstance(v, (int, float)) and v > 0)) / len(ix)
+        else:
+            acc = sum(1 for i in ix if pred_f and str(rows[i].get(pred_f)) == str(c)) / len(ix)
         raw = [rows[i].get(opts["confidence"]) for i in ix] if opts.get("confidence") else []
         confs = [float(x) for x in raw if isinstance(x, (int, float))]
+        prec = rec = f1 = None
+        if pred_f:
+            tp = sum(1 for i in ix if str(rows[i].get(pred_f)) == str(c))
+            prec = tp / predicted[str(c)] if predicted[str(c)] else 0.0
+            rec = tp / len(ix)
+            f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
         stats[c] = {"class": c, "class_rows": len(ix), "class_accuracy": round(acc, 4),
                     "class_confidence": round(sum(confs) / len(confs), 4) if confs else None,
-                    "class_weak": acc < float(opts.get("weak_below") or 0.5)}
+                    "class_weak": acc < float(opts.get("weak_below") or 0.5),
+                    "class_precision": None if prec is None else round(prec, 4),
+                    "class_recall": None if rec is None else round(rec, 4),
+                    "class_f1": None if f1 is None else round(f1, 4)}
     if opts.get("per_row"):
         return [((i,), stats[r.get(by)]) for i, r in enumerate(rows)]
     return [(tuple(ix), stats[c]) for c, ix in sorted(groups.items(), key=lambda kv: str(kv[0]))]
@@ -338,14 +352,19 @@ REPORT = Operator(
     source="PGKD (2024); LLM2LLM (2024)",
     options=options(
         Option("by", KIND_FIELD, "category", doc="the class field"),
-        Option("metric", KIND_EXPR, None, doc="per-row correctness, e.g. probe_correct"),
+        Option("metric", KIND_EXPR, None, doc="per-row correctness, e.g. probe_correct (default: predicted == the class)"),
+        Option("predicted", KIND_FIELD, None,
+               doc="the predicted class per row (e.g. probe_answer): adds per-class precision, recall and F1 (PGKD)"),
         Option("confidence", KIND_FIELD, None, doc="per-row confidence field to average"),
         Option("weak_below", KIND_FLOAT, 0.5, doc="a class is weak when its accuracy is below this"),
         Option("per_row", KIND_BOOL, False, doc="annotate every input row instead of one row per class"),
     ),
     outputs=(OutputField("class", "str", "the class"), OutputField("class_rows", "int", "rows of the class"),
              OutputField("class_accuracy", "float", "fraction correct"), OutputField("class_confidence", "float", "mean confidence"),
-             OutputField("class_weak", "bool", "accuracy below weak_below")),
+             OutputField("class_weak", "bool", "accuracy below weak_below"),
+             OutputField("class_precision", "float", "with predicted=: rows predicted as the class that are of it"),
+             OutputField("class_recall", "float", "with predicted=: rows of the class predicted as it"),
+             OutputField("class_f1", "float", "with predicted=: harmonic mean of precision and recall")),
     uses_model=False,
     apply=_report_apply,
     takes_context=True,
