@@ -104,8 +104,7 @@ def start_llama_server(python: str | None = None, n_ctx: int = 2048, n_threads: 
 
     gguf = Path(model) if model else default_gguf_path()
     port = free_port()
-    # llama_compat: llama_cpp.server without the AMX path that crashes on some Xeons (see that module)
-    cmd = [python or sys.executable, "-m", "synthlang.engines.llama_compat", "--model", str(gguf), "--model_alias", LLAMA_ALIAS,
+    cmd = [python or sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LLAMA_ALIAS,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
            "--n_threads", str(n_threads or os.cpu_count() or 1)]
     proc, log = _spawn(cmd, {}, "llama")

@@ -77,14 +77,11 @@ class EmbeddedEngine:
         path = self._path()
         if not path.exists():
             raise EngineUnavailable(f"model file not found: {path}")
-        from synthlang.engines.llama_compat import plain_buffers
-
         try:
-            with plain_buffers():
-                self._llm = llama_cpp.Llama(
-                    model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                    n_threads_batch=self.n_threads, verbose=False, logits_all=False,
-                )
+            self._llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                n_threads_batch=self.n_threads, verbose=False, logits_all=False,
+            )
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from None
 
@@ -93,13 +90,10 @@ class EmbeddedEngine:
         if self._llm_lp is None:
             import llama_cpp
 
-            from synthlang.engines.llama_compat import plain_buffers
-
-            with plain_buffers():
-                self._llm_lp = llama_cpp.Llama(
-                    model_path=str(self._path()), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                    n_threads_batch=self.n_threads, verbose=False, logits_all=True,
-                )
+            self._llm_lp = llama_cpp.Llama(
+                model_path=str(self._path()), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                n_threads_batch=self.n_threads, verbose=False, logits_all=True,
+            )
         return self._llm_lp
 
     def count_tokens(self, messages: Iterable[dict[str, str]]) -> int:
