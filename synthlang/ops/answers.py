@@ -20,10 +20,16 @@ Extraction order (every mode, documented in docs/operators.md): first an
 explicit final answer — the last ``\\boxed{...}``, ``#### X``, "The (final)
 answer is X" or "Answer: X" in the reply — read in the mode's own way; only
 when there is none (or it holds nothing of the mode's kind) the mode's
-fallback: ``number`` the last number; ``boxed`` none; ``choice`` the last
+fallback: ``number`` the last number; ``boxed`` the last box wins over the
+other markers, then an explicit answer's text, else none; ``choice`` the last
 parenthesised letter ``(C)``/``C)`` or a reply that is a single letter;
 ``yesno`` the reply's first word, then the last yes/no word (skipping idioms
 such as "no doubt"); ``text`` the last non-empty line.
+
+Follows the answer parsers of the official RevThink code (``get_yes_no``,
+``get_alphabet_choice``, ``parse_math_boxed``), which take the last match; we
+prefer an explicit final answer first, so a trailing remark ("There is no doubt
+about it.") cannot flip the verdict.
 """
 
 from __future__ import annotations
