@@ -29,7 +29,7 @@ CASES: dict[str, tuple[dict[str, str], list[str], list[str]]] = {
     "answer_augmentation": ({"on_truncation": "keep", "limit": "1", "samples": "2", "max_tokens": "48"}, ["answered", "checked"], ["answered", "checked"]),
     "question_rephrase": ({"on_truncation": "keep", "limit": "2", "samples": "1", "max_tokens": "48"}, ["rephrased", "answered", "checked"], ["rephrased", "answered"]),
     "new_question": ({"on_truncation": "keep", "limit": "2", "shots": "2", "votes": "2", "max_tokens": "40"}, ["written"], []),
-    "strategy_auto": ({"on_truncation": "keep", "limit": "1", "budget": "3", "max_tokens": "40"}, ["augmented"], ["augmented"]),
+    "strategy_auto": ({"on_truncation": "keep", "limit": "1", "budget": "6", "max_tokens": "40"}, ["augmented"], ["augmented"]),
     "revthink": ({"on_truncation": "keep", "limit": "1", "max_tokens": "40", "reverse_wrong": "true"}, ["forward", "backward", "backward_solved", "consistent"],
                  ["forward", "forward_checked"]),
     "llm2llm": ({"on_truncation": "keep", "limit": "1", "rounds": "2", "max_tokens": "32"}, ["probed", "written"], ["probed", "wrong"]),
