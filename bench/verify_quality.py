@@ -1,4 +1,19 @@
-"""Precision and recall of ``verify`` (mode=gold) on GSM8K gold answers.
+"""Precision and recall of ``verify`` (mode=gold) per answer type, with planted errors built from the shipped data.
+
+Types (each run through the real operator with ``answer_type`` set, and reported apart):
+
+* ``number`` — GSM8K test golds, the variants below (must stay at 1.0);
+* ``choice`` — each GSM8K test question turned into a 4-option question (gold value at a seeded letter);
+  accept ``B``, ``(B)``, ``b``, ``B) <value>``, "The answer is (B)."; reject every other letter in the same forms
+  and "The answer is (C), not (B).";
+* ``yesno_bool`` — "Is the answer to this problem N?" for the gold N (gold True) and a wrong N (gold False),
+  as bool golds; accept yes/Yes./True/"The answer is yes. There is no doubt about it." when they match, reject the
+  opposite in the same forms; ``yesno_text`` — the same with "yes"/"no" string golds, plus the Self-Instruct seed
+  tasks whose human answer starts with Yes/No;
+* ``label`` — BANKING77 test intents; accept the label, ``Card arrival``, ``CARD-ARRIVAL``; reject the label
+  nearest by spelling and a seeded other label;
+* ``text`` — short Self-Instruct seed answers (<= 12 words); accept case, trailing period, a leading "The",
+  doubled spaces; reject another task's answer, a dropped content word and a changed content word.
 
 Builds, from each gold answer of the GSM8K test split shipped in
 recipes/data/gsm8k/test.jsonl:
@@ -15,13 +30,14 @@ It runs the real operator (``synthlang.ops.core._verify_apply`` through the
 registry) and writes precision, recall and counts per variant kind to
 bench/results/verify_quality.json. Target: precision >= 0.99, recall >= 0.99.
 
-Usage: python bench/verify_quality.py [--limit N]
+Usage: python bench/verify_quality.py [--limit N]  (N limits the GSM8K-based sets)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -60,19 +76,7 @@ def variants(g: float | int) -> tuple[list[tuple[str, str]], list[tuple[str, str
     return good, bad
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=0, help="gold answers to use (0 = all 1319)")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "verify_quality.json"))
-    args = ap.parse_args()
-    golds = []
-    with open(REPO / "recipes" / "data" / "gsm8k" / "test.jsonl", encoding="utf-8") as f:
-        for line in f:
-            g = final_number(json.loads(line)["answer"])
-            if g is not None:
-                golds.append(g)
-    if args.limit:
-        golds = golds[: args.limit]
+def _numeric_rows(golds: list) -> tuple[list[dict], list[str], list[bool]]:
     rows, kinds, expect = [], [], []
     for g in golds:
         if float(g).is_integer() and int(g) % 2:
@@ -90,8 +94,126 @@ def main() -> None:
             rows.append({"gold": g, "final_answer": text})
             kinds.append(kind)
             expect.append(False)
+    return rows, kinds, expect
+
+
+def _choice_rows(golds: list) -> tuple[list[dict], list[str], list[bool]]:
+    rows, kinds, expect = [], [], []
+    for i, g in enumerate(golds):
+        rng = random.Random(i)
+        letters = "ABCD"
+        right = letters[rng.randrange(4)]
+        opts = {right: _fmt(g)}
+        distract = [_fmt(g + 1), _fmt(g * 2 if g else 5), _fmt(g + 10)]
+        for L in letters:
+            if L not in opts:
+                opts[L] = distract.pop()
+        for L in letters:
+            ok = L == right
+            for kind, text in (("letter", L), ("parenthesised", f"({L})"), ("lower_case", L.lower()),
+                               ("letter_and_option", f"{L}) {opts[L]}"), ("sentence", f"The answer is ({L}).")):
+                rows.append({"gold": right, "final_answer": text})
+                kinds.append(kind if ok else f"wrong_{kind}")
+                expect.append(ok)
+        other = next(L for L in letters if L != right)
+        rows.append({"gold": right, "final_answer": f"The answer is ({other}), not ({right})."})
+        kinds.append("wrong_then_right_mentioned")
+        expect.append(False)
+    return rows, kinds, expect
+
+
+_YES_FORMS = (("word", "{w}"), ("capitalised", "{W}."), ("true_false", "{tf}"),
+              ("adversarial_sentence", "The answer is {w}. There is no doubt about it."))
+
+
+def _yesno_rows(golds: list, as_bool: bool) -> tuple[list[dict], list[str], list[bool]]:
+    rows, kinds, expect = [], [], []
+    claims = [True, False] * len(golds)
+    if not as_bool:
+        for line in (REPO / "recipes" / "data" / "self_instruct_seed" / "seed_tasks.jsonl").read_text().splitlines():
+            out = json.loads(line)["instances"][0]["output"].strip()
+            first = out.split()[0].strip(",.!").lower() if out else ""
+            if first in ("yes", "no"):
+                claims.append(first == "yes")
+    for truth in claims:
+        gold: object = truth if as_bool else ("yes" if truth else "no")
+        for said in (True, False):
+            w = "yes" if said else "no"
+            for kind, form in _YES_FORMS:
+                text = form.format(w=w, W=w.capitalize(), tf="True" if said else "False")
+                rows.append({"gold": gold, "final_answer": text})
+                kinds.append(kind if said == truth else f"wrong_{kind}")
+                expect.append(said == truth)
+    return rows, kinds, expect
+
+
+def _label_rows() -> tuple[list[dict], list[str], list[bool]]:
+    import csv
+    import difflib
+
+    labels = json.loads((REPO / "recipes" / "data" / "banking77" / "categories.json").read_text())
+    rows, kinds, expect = [], [], []
+    with open(REPO / "recipes" / "data" / "banking77" / "test.csv", encoding="utf-8", newline="") as fh:
+        golds = [r["category"] for r in csv.DictReader(fh)]
+    for i, g in enumerate(golds):
+        for kind, text in (("exact", g), ("spaces_and_case", g.replace("_", " ").capitalize()),
+                           ("upper_hyphen", g.upper().replace("_", "-"))):
+            rows.append({"gold": g, "final_answer": text})
+            kinds.append(kind)
+            expect.append(True)
+        near = difflib.get_close_matches(g, [x for x in labels if x != g], n=1, cutoff=0.0)[0]
+        other = random.Random(i).choice([x for x in labels if x != g])
+        for kind, text in (("nearest_label", near), ("other_label", other)):
+            rows.append({"gold": g, "final_answer": text})
+            kinds.append(kind)
+            expect.append(False)
+    return rows, kinds, expect
+
+
+_STOP = {"a", "an", "the", "of", "to", "and", "or", "in", "on", "is", "are", "for", "with", "by", "at", "as", "it"}
+
+
+def _text_rows() -> tuple[list[dict], list[str], list[bool]]:
+    answers = []
+    for line in (REPO / "recipes" / "data" / "self_instruct_seed" / "seed_tasks.jsonl").read_text().splitlines():
+        for inst in json.loads(line)["instances"]:
+            out = " ".join(inst["output"].split())
+            if 0 < len(out.split()) <= 12 and any(ch.isalpha() for ch in out):
+                answers.append(out)
+    answers = list(dict.fromkeys(answers))
+    rows, kinds, expect = [], [], []
+    norm = lambda s: " ".join(s.lower().split())  # noqa: E731
+    for i, g in enumerate(answers):
+        body = g.rstrip(".")
+        for kind, text in (("case", g.upper()), ("trailing_period", body + "."), ("leading_article", "The " + body),
+                           ("double_spaces", g.replace(" ", "  "))):
+            rows.append({"gold": g, "final_answer": text})
+            kinds.append(kind)
+            expect.append(True)
+        other = answers[(i + 1 + random.Random(i).randrange(len(answers) - 1)) % len(answers)]
+        if norm(other) != norm(g):
+            rows.append({"gold": g, "final_answer": other})
+            kinds.append("other_answer")
+            expect.append(False)
+        words = g.split()
+        content = [j for j, w in enumerate(words) if any(ch.isalnum() for ch in w) and w.lower().strip(".,") not in _STOP]
+        if len(words) >= 2 and content:
+            j = content[-1]
+            rows.append({"gold": g, "final_answer": " ".join(words[:j] + words[j + 1:])})
+            kinds.append("dropped_word")
+            expect.append(False)
+        if content:
+            j = content[0]
+            rows.append({"gold": g, "final_answer": " ".join(words[:j] + ["banana"] + words[j + 1:])})
+            kinds.append("changed_word")
+            expect.append(False)
+    return rows, kinds, expect
+
+
+def _score(rows: list[dict], kinds: list[str], expect: list[bool], answer_type: str) -> dict:
     op = OPERATORS["verify"]
     opts = {name: o.default for name, o in op.options.items()}
+    opts["answer_type"] = answer_type
     t0 = time.perf_counter()
     out = op.run_apply(rows, opts)
     secs = time.perf_counter() - t0
@@ -106,15 +228,48 @@ def main() -> None:
         d["correct"] += int(e == v)
     errors = [{"gold": r["gold"], "pred": r["final_answer"], "kind": k, "expected": e}
               for r, k, e, v in zip(rows, kinds, expect, got, strict=True) if e != v][:30]
-    result = {
-        "golds": len(golds), "pairs": len(rows), "precision": round(tp / (tp + fp), 5) if tp + fp else None,
+    return {
+        "pairs": len(rows), "precision": round(tp / (tp + fp), 5) if tp + fp else None,
         "recall": round(tp / (tp + fn), 5) if tp + fn else None, "true_accepts": tp, "false_accepts": fp,
         "false_rejects": fn, "seconds": round(secs, 2), "per_kind": per, "first_errors": errors,
-        "target": {"precision": 0.99, "recall": 0.99},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=0, help="GSM8K gold answers to use (0 = all 1319)")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "verify_quality.json"))
+    args = ap.parse_args()
+    golds = []
+    with open(REPO / "recipes" / "data" / "gsm8k" / "test.jsonl", encoding="utf-8") as f:
+        for line in f:
+            g = final_number(json.loads(line)["answer"])
+            if g is not None:
+                golds.append(g)
+    if args.limit:
+        golds = golds[: args.limit]
+    sets = {
+        "number": (_numeric_rows(golds), "number"),
+        "choice": (_choice_rows(golds), "choice"),
+        "yesno_bool": (_yesno_rows(golds, True), "yesno"),
+        "yesno_text": (_yesno_rows(golds, False), "yesno"),
+        "label": (_label_rows(), "label"),
+        "text": (_text_rows(), "text"),
+    }
+    per_type = {name: _score(*data, kind) for name, (data, kind) in sets.items()}
+    num = per_type["number"]
+    result = {
+        # the numeric figures stay at the top level, as before
+        "golds": len(golds), **{k: num[k] for k in ("pairs", "precision", "recall", "true_accepts", "false_accepts",
+                                                     "false_rejects", "seconds", "per_kind", "first_errors")},
+        "per_type": {k: {x: v[x] for x in ("pairs", "precision", "recall", "false_accepts", "false_rejects", "seconds",
+                                            "per_kind", "first_errors")} for k, v in per_type.items()},
+        "target": {"precision": 0.99, "recall": 0.99, "number": 1.0},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: result[k] for k in ("golds", "pairs", "precision", "recall", "false_accepts", "false_rejects", "seconds")}))
+    print(json.dumps({k: {x: v[x] for x in ("pairs", "precision", "recall", "false_accepts", "false_rejects")}
+                      for k, v in per_type.items()}))
 
 
 if __name__ == "__main__":

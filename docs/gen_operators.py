@@ -75,7 +75,44 @@ answer augmentation; low ≤ r < high → question rephrase; r ≥ high → new 
 Effectiveness of Synthetic Data Generation Strategies for LLMs" (2024) finds answer augmentation best
 when the query budget per seed is low and new questions best when it is high; the two cut points are our
 defaults, settable per step (or as params, as in `recipes/strategy_auto.synth`). The budget is spread
-over the seeds: `B // N` calls each, one more for the first `B % N`.
+over the seeds. The budget counts every call the strategy causes: an answer-augmented item costs 1 call,
+a rephrased or new question 2 (written by `strategy`, answered by the recipe's following `answer` step), so
+the step makes `B // cost` items, `items // N` per seed and one more for the first `items % N`.
+
+## answer types: extraction and comparison
+
+`answer`, `probe` and `verify(mode="gold")` share one module (`synthlang/ops/answers.py`), so a verdict
+never depends on which operator made it.
+
+**Extraction** (`extract=`), every mode: first an explicit final answer, the last of `\\boxed{...}`,
+`#### X`, "The (final) answer is X" or "Answer: X" (an earlier one when the last holds nothing of the
+mode's kind); only when there is none, the mode's fallback:
+
+| mode | reads an explicit answer as | fallback |
+|---|---|---|
+| `number` | the first number in it | the last number of the reply |
+| `boxed` | the last `\\boxed{}` wins over markers | "The answer is X" text, else none |
+| `choice` | a leading letter A-J (`B`, `(B)`, `B) Mercury`), else the first `(C)` in it | the last `(C)` / `C)`; a reply that is one letter |
+| `yesno` | a leading yes/no/true/false | the reply's first word; then its last yes/no word, skipping idioms ("no doubt", "no matter") |
+| `text` | its first sentence | the last non-empty line |
+
+"The answer is yes. There is no doubt about it." gives `yes`; "The answer is 18. Earlier I thought 20"
+gives 18 (tests/test_answers.py holds the adversarial cases).
+
+**Comparison** (`answer_type=`): `number` (math-verify: `1,000` = `1000`, `0.5` = `1/2`, `$18` = `18`),
+`choice` (the letter), `yesno` (a bool gold `True`/`False` equals `yes`/`no`), `label` (case, spaces and
+punctuation folded: `Card arrival` = `card_arrival`), `text` (SQuAD normalisation: lower case, no
+punctuation or articles). `auto` resolves at check time, in this order: the extract mode of the step that
+made the compared field; `yesno` for a bool gold field; `number` for a numeric one; otherwise per row from
+the gold's value (bool, number, a letter, yes/no, a `snake_case` label, else text). `synth plan` shows the
+result as each step's `answer_type`. Figures on planted errors from the shipped data (all types precision
+and recall 1.0): `bench/verify_quality.py`, `bench/results/verify_quality.json`.
+
+## per-sample seeds
+
+A step's `seed=` is the seed of sample 0; sample k > 0 gets a seed hashed from (seed, k)
+(`synthlang.plan.keys.sample_seed`), so `n=4, seed=7` makes four different samples, the same ones on
+every run. Without `seed=`, each call's seed derives from its key, which includes the sample index.
 """
 
 
@@ -100,6 +137,21 @@ def section(title: str, op) -> str:
     return "\n".join(out)
 
 
+# modes that own their prompt, schema and outputs: (operator, option, choices)
+MODES = {"judge": ("mode", ("score", "pairwise", "equal")), "label": ("mode", ("class", "spans", "relations")),
+         "reverse": ("task", ("math", "mc", "yesno"))}
+
+
+def modes(name: str, op) -> str:
+    opt, choices = MODES[name]
+    lines = ["Each mode owns its default prompt, schema and fields:", ""]
+    for c in choices:
+        v = op.select({**{k: o.default for k, o in op.options.items()}, opt: c})
+        lines.append(f"- `{opt}=\"{c}\"`: prompt `ops/templates/{v.default_prompt}`; fields "
+                     + ", ".join(f"`{f.name}`" for f in v.outputs) + ".")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     print(HEAD)
     for name in sorted(OPERATORS):
@@ -107,8 +159,12 @@ def main() -> None:
             print(section("verify (mode=gold, the default)", VERIFY_GOLD))
             print(section("verify (mode=majority)", VERIFY_MAJORITY))
             print(section("verify (mode=llm)", VERIFY_LLM))
+            print("`task=\"math\"` uses `ops/templates/verify_llm.j2`; `task=\"mc\"` and `task=\"yesno\"` use "
+                  "`ops/templates/verify_llm_mc.j2` (RevThink's multiple-choice check).\n")
             continue
         print(section(name, OPERATORS[name]))
+        if name in MODES:
+            print(modes(name, OPERATORS[name]))
     print(LOOP)
 
 

@@ -150,13 +150,15 @@ def test_label_matching_and_confidence_on_banking77():
 
 
 def test_label_spans_schema_and_grounding():
-    op = OPERATORS["label"]
-    schema = op.json_schema({"mode": "spans", "entity_types": ["card", "money"]})
+    op, opts = _opts("label", mode="spans", entity_types=["card", "money"], max_items=3)
+    schema = op.json_schema(opts)
     assert schema["properties"]["entities"]["items"]["properties"]["type"]["enum"] == ["card", "money"]
+    assert schema["properties"]["entities"]["maxItems"] == 3          # a small model cannot loop to max_tokens
     row = {"text": "My card was charged 5 dollars twice."}
     reply = json.dumps({"entities": [{"text": "card", "type": "card"}, {"text": "a spaceship", "type": "card"}]})
-    out = op.post(row, reply, {"mode": "spans", "field": "text"}, None)
+    out = op.post(row, reply, opts, None)
     assert out["entities"] == [{"text": "card", "type": "card"}]
+    assert [o.name for o in op.outputs] == ["entities", "label_confidence"]
 
 
 def test_probe_correctness_on_gsm8k_and_banking77():
@@ -170,10 +172,11 @@ def test_probe_correctness_on_gsm8k_and_banking77():
 
 
 def test_judge_parses_structured_output():
-    op = OPERATORS["judge"]
-    assert op.post({}, '{"score": 7, "reason": "ok"}', {"mode": "score", "scale": 10})["score"] == 7.0
-    assert op.post({}, '{"winner": "B", "reason": "r"}', {"mode": "pairwise"})["score"] == 0.0
-    assert op.json_schema({"mode": "score", "scale": 5})["properties"]["score"]["maximum"] == 5
+    op, opts = _opts("judge", mode="score", scale=10)
+    assert op.post({}, '{"score": 7, "reason": "ok"}', opts)["score"] == 7.0
+    pw, pw_opts = _opts("judge", mode="pairwise")
+    assert pw.post({}, '{"winner": "B", "reason": "r"}', pw_opts) == {"winner": "B", "judge_reason": "r"}
+    assert op.json_schema({**opts, "scale": 5})["properties"]["score"]["maximum"] == 5
 
 
 def test_evolution_elimination_rules():
@@ -210,9 +213,13 @@ def test_strategy_thresholds_and_budget_split():
     assert choose_strategy(400, 100) == "question_rephrase"
     assert choose_strategy(1000, 100) == "new_question"
     assert choose_strategy(1000, 100, high=20) == "question_rephrase"
+    # the budget counts answer calls too: 7 queries over 3 seeds -> rephrase, 3 items of 2 calls (write + answer)
     op, opts = _opts("strategy", budget=7)
     plan = op.prepare(_gsm(3), opts, RowContext())
-    assert [p["__n__"] for p in plan] == [3, 2, 2] and plan[0]["strategy"] == "question_rephrase"
+    assert [p["__n__"] for p in plan] == [1, 1, 1] and plan[0]["strategy"] == "question_rephrase"
+    op, opts = _opts("strategy", budget=5)
+    plan = op.prepare(_gsm(3), opts, RowContext())
+    assert [p["__n__"] for p in plan] == [2, 2, 1] and plan[0]["strategy"] == "answer_augmentation"
 
 
 def test_curriculum_escalates_per_round_and_balances_tasks():

@@ -105,11 +105,13 @@ def test_knobs_that_cannot_change_output_stay_out_of_the_key(project):
 
 
 def test_post_processing_change_makes_zero_calls_and_new_rows(project):
+    # with the recipe's own prompt extract= only post-processes (the default prompt asks for the mode's final line)
+    own = RECIPE.replace("field=rq, n=2)", 'field=rq, n=2, prompt="Solve: {{ input }}")')
     f = Counting()
-    _run(project, f)
+    _run(project, f, own)
     n = len(f.sent)
-    s = _run(project, f, RECIPE.replace("gold=gold)", "gold=gold, tolerance=0.5)")
-             .replace("field=rq, n=2)", 'field=rq, n=2, extract="text")'))
+    s = _run(project, f, own.replace("gold=gold)", "gold=gold, tolerance=0.5)")
+             .replace("n=2, prompt=", 'n=2, extract="text", prompt='))
     assert len(f.sent) == n
     by = {x.name: x for x in s.steps}
     assert by["a"].calls_cached == 8 and by["a"].rows_reused == 0 and by["v"].rows_reused == 0

@@ -55,9 +55,11 @@ def test_n_samples_have_distinct_keys_and_seeds(project, fake_factory):
 
 
 def test_post_processing_change_makes_zero_calls(project, fake_factory):
-    _run(project, fake_factory)
-    changed = RECIPE.replace('step a = answer(r, model=m, field=rq, n=2)',
-                             'step a = answer(r, model=m, field=rq, n=2, extract="text")')
+    # with the recipe's own prompt, extract= only post-processes (the default prompt asks for the mode's final line)
+    own = RECIPE.replace('step a = answer(r, model=m, field=rq, n=2)',
+                         'step a = answer(r, model=m, field=rq, n=2, prompt="Solve: {{ input }}")')
+    _run(project, fake_factory, own)
+    changed = own.replace('n=2, prompt=', 'n=2, extract="text", prompt=')
     s = _run(project, fake_factory, changed)
     by = {x.name: x for x in s.steps}
     assert s.calls_made == 0

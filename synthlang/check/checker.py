@@ -630,6 +630,8 @@ class _Checker:
                          f"but the rows of '{inp}' have no such field", d.op.span,
                          hint=f"name the field with {name}=FIELD; fields here: {', '.join(sorted(fields_in))}",
                          code="unknown-field", name=spec.default, option=name, available=sorted(fields_in))
+        if op.resolve is not None:   # options that depend on the graph (verify's answer type)
+            opts = op.resolve(opts, fields_in, lambda f, _inp=inp: self._producer_opts(_inp, f))
         if op.uses_model:
             mname = opts.get("model")
             if mname is None:
@@ -702,6 +704,17 @@ class _Checker:
         self.steps[d.name] = StepSpec(d.name, op, inp, opts, rename, fields_in, fields_out, fp, model, d.span)
         self.fields[d.name] = fields_out
         self.fps[d.name] = fp
+
+    def _producer_opts(self, node: str, field_name: str) -> dict[str, Any] | None:
+        """The options of the step upstream of ``node`` that added ``field_name`` (``None``: a source or unknown)."""
+        seen: set[str] = set()
+        while node in self.steps and node not in seen:
+            seen.add(node)
+            st = self.steps[node]
+            if field_name in st.rename.values():
+                return st.opts
+            node = st.input
+        return None
 
     def _option(self, spec: Any, arg: ast.Arg, fields: dict[str, str]) -> Any:
         v = arg.value
@@ -835,10 +848,11 @@ _PROMPTS: dict[str, str | None] = {}
 
 
 def _default_prompt(op: Any) -> str | None:
-    """An operator's default prompt text, read once per process."""
-    if op.name not in _PROMPTS:
-        _PROMPTS[op.name] = op.default_prompt_text()
-    return _PROMPTS[op.name]
+    """An operator mode's default prompt text, read once per process (keyed by file: modes own their prompts)."""
+    key = op.default_prompt or op.name
+    if key not in _PROMPTS:
+        _PROMPTS[key] = op.default_prompt_text()
+    return _PROMPTS[key]
 
 
 def _first_line_using(text: str, name: str) -> int:

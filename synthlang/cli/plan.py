@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     def num(v: object) -> object:
         return "?" if v is None else v
 
-    rows = [(s["name"] + (f" [loop {s['loop']['name']} ×{s['loop']['rounds']}]" if s.get("loop") else ""), s["operator"], s["input"] or "",
+    rows = [(s["name"] + (f" [loop {s['loop']['name']} ×{s['loop']['rounds']}]" if s.get("loop") else ""), s["operator"] + (f" ({s['answer_type']})" if s.get("answer_type") else ""), s["input"] or "",
              f"{s['model']} = {s['engine']}" + _sampling_text(s.get("sampling")) if s.get("model") else "", num(s["rows"]), num(s["calls"]), s["tokens"],
              "" if s["usd"] is None else f"${s['usd']:.4f}", ", ".join(s["fields_in"]), ", ".join(s["fields_added"]))
             for s in p["steps"]]

@@ -10,16 +10,18 @@ from typing import Any
 
 from synthlang.ops.base import LLM_OPTIONS, Operator, Option, OutputField, RowFailure, options
 from synthlang.ops.core import ANSWER, GENERATE, REPHRASE, VERIFY
-from synthlang.ops.methods import EVOLVE, JUDGE, LABEL, NEW_QUESTION, PROBE, REVERSE, STRATEGY, VERIFY_LLM
+from synthlang.ops.methods import EVOLVE, JUDGE, LABEL, NEW_QUESTION, PROBE, REVERSE, STRATEGY, VERIFY_LLM, verify_llm_for
 from synthlang.ops.relational import RELATIONAL
-from synthlang.ops.rowops import CURRICULUM, DECONTAMINATE, DEDUP, ELIMINATE, FILTER, REPORT, SELECT, VERIFY_MAJORITY
+from synthlang.ops.rowops import ADAPTIVE, CURRICULUM, DECONTAMINATE, DEDUP, ELIMINATE, FILTER, REPORT, SELECT, VERIFY_MAJORITY
 
 _VERIFY_GOLD = VERIFY
 
 
 def _verify_select(opts: dict[str, Any]) -> Operator:
     mode = opts.get("mode") or "gold"
-    return {"gold": _VERIFY_GOLD, "majority": VERIFY_MAJORITY, "llm": VERIFY_LLM}[mode]
+    if mode == "llm":
+        return verify_llm_for(opts)
+    return {"gold": _VERIFY_GOLD, "majority": VERIFY_MAJORITY}[mode]
 
 
 # verify accepts the union of its modes' options; the checker picks the mode's implementation.
@@ -35,7 +37,7 @@ REPORT_SELECTING = replace(REPORT, inherit=False, select=_report_select)
 
 OPERATORS: dict[str, Operator] = {op.name: op for op in (
     GENERATE, REPHRASE, ANSWER, NEW_QUESTION, EVOLVE, REVERSE, VERIFY, LABEL, JUDGE, FILTER, SELECT, DEDUP,
-    DECONTAMINATE, PROBE, CURRICULUM, REPORT_SELECTING, ELIMINATE, STRATEGY)}
+    DECONTAMINATE, PROBE, CURRICULUM, REPORT_SELECTING, ELIMINATE, STRATEGY, ADAPTIVE)}
 OPERATORS.update({op.name: op for op in RELATIONAL})  # derive, explode, group, pair, join, union (ops/relational.py)
 
 __all__ = ["OPERATORS", "Operator", "Option", "OutputField", "RowFailure", "options"]

@@ -176,6 +176,11 @@ class Operator:
             (``verify(mode="llm")`` is an LLM operator, the other modes are not).
         template_vars: variables its ``prompt_vars``/``prepare`` add, beyond
             ``input``; the checker accepts them in prompts.
+        resolve: ``(opts, field_types, producer) -> opts``, run by the checker
+            once the options are complete: fixes options that depend on the
+            graph (``verify``'s answer type from the extract mode of the step
+            that made its field). ``producer(field)`` gives that step's options
+            or ``None``.
     """
 
     name: str
@@ -195,6 +200,7 @@ class Operator:
     inherit: bool = True
     select: Callable[[dict[str, Any]], Operator] | None = None
     template_vars: tuple[str, ...] = ()
+    resolve: Callable[[dict[str, Any], dict[str, str], Callable[[str], dict[str, Any] | None]], dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def wants_logprobs(self, opts: dict[str, Any]) -> int | None:

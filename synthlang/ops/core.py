@@ -12,7 +12,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from synthlang.expr import final_number, parse_number
+from synthlang.expr import parse_number
+from synthlang.ops.answers import ANSWER_TYPES, EXTRACT_TYPE, compare, extract_answer, resolve_type
 from synthlang.ops.base import (
     EXTRACT_MODES,
     KIND_CHOICE,
@@ -32,6 +33,16 @@ _PREFIX = re.compile(
     r"new question:|question:|rewritten:|paraphrase:)(?:\*\*)?\s*",
     re.IGNORECASE,
 )
+
+
+# How each extract mode's default prompt asks for the final line (ops/templates/answer.j2).
+ANSWER_FORMAT = {
+    "number": 'Finish with a last line of the form "The answer is N." where N is a number.',
+    "boxed": "Finish with the final answer inside \\boxed{}.",
+    "choice": 'Finish with a last line of the form "The answer is (X)." where X is the letter of one option.',
+    "yesno": 'Finish with a last line that is either "The answer is yes." or "The answer is no."',
+    "text": 'Finish with a last line of the form "The answer is ..." giving the short final answer.',
+}
 
 
 def _input_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
@@ -56,44 +67,17 @@ def _rephrase_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict
     return {"rephrased": s}
 
 
-def extract_answer(text: str, mode: str) -> Any:
-    """Extract the final answer from reasoning.
-
-    Args:
-        text: the model's reasoning.
-        mode: ``number`` (last number, ``####``, "answer is"), ``boxed``
-            (content of the last ``\\boxed{}``), ``choice`` (a letter A–E),
-            ``yesno`` (``yes``/``no``) or ``text`` (the last line).
-
-    Returns:
-        The answer, or ``None`` when nothing can be extracted.
-    """
-    if mode == "number":
-        return final_number(text)
-    if mode == "boxed":
-        hits = re.findall(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}", text)
-        return hits[-1].strip() if hits else None
-    if mode == "choice":
-        m = re.findall(r"(?:answer is|answer:)\s*\(?([A-E])\)?", text, flags=re.IGNORECASE)
-        if m:
-            return m[-1].upper()
-        m = re.findall(r"\(([A-E])\)|\b([A-E])\)", text)
-        if m:
-            last = m[-1]
-            return (last[0] or last[1]).upper()
-        return None
-    if mode == "yesno":
-        m = re.findall(r"\b(yes|no)\b", text, flags=re.IGNORECASE)
-        return m[-1].lower() if m else None
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else None
-
-
 def _answer_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
     s = text.strip()
     if not s:
         raise RowFailure("empty completion")
     return {"reasoning": s, "final_answer": extract_answer(s, opts.get("extract") or "number")}
+
+
+def _answer_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """``input`` plus ``answer_format``: how the default prompt asks for the final line, by extract mode."""
+    f = opts.get("field")
+    return {"input": row.get(f, "") if f else "", "answer_format": ANSWER_FORMAT[opts.get("extract") or "number"]}
 
 
 def numbers_equal(a: Any, b: Any, rel_tol: float = 1e-6) -> bool:
@@ -105,9 +89,7 @@ def numbers_equal(a: Any, b: Any, rel_tol: float = 1e-6) -> bool:
 
 
 def _verify_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any]) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
-    """Gold mode: ``math-verify`` numeric and symbolic equivalence, with our own timeout per row."""
-    from synthlang.ops.mathcheck import equivalent
-
+    """Gold mode: compare by answer type (:func:`synthlang.ops.answers.compare`), with a timeout per numeric comparison."""
     out: list[tuple[tuple[int, ...], dict[str, Any]]] = []
     f, g = opts["field"], opts["gold"]
     timeout = float(opts.get("timeout") or 5.0)
@@ -118,14 +100,39 @@ def _verify_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any]) -> list[
         elif pred is None or (isinstance(pred, str) and not pred.strip()):
             verdict, reason = False, f"field '{f}' is empty"
         else:
-            eq = equivalent(gold, pred, timeout)
-            if eq is None:
-                verdict, reason = False, f"comparison timed out after {timeout} s"
-            elif eq:
-                verdict, reason = True, f"{pred!s:.60} equals gold {gold}"
-            else:
-                verdict, reason = False, f"{pred!s:.60} differs from gold {gold}"
+            kind = resolve_type(opts.get("answer_type"), opts.get("extract"), gold)
+            eq, reason = compare(gold, pred, kind, timeout)
+            verdict = bool(eq)
         out.append(((i,), {"verified": verdict, "verify_reason": reason}))
+    return out
+
+
+def _verify_resolve(opts: dict[str, Any], fields: dict[str, str], producer: Any) -> dict[str, Any]:
+    """Fix ``answer_type=auto`` at check time: the extract mode of the step that made ``field``, or a bool gold field.
+
+    Args:
+        opts: the step's options (defaults filled in).
+        fields: the input rows' field types by name.
+        producer: ``field -> options of the step that produced it`` (or ``None``).
+
+    Returns:
+        ``opts`` with ``answer_type`` and ``extract`` set; ``answer_type`` stays
+        ``auto`` (decided per row from the gold's value) when nothing fixes it.
+    """
+    out = dict(opts)
+    if out.get("answer_type") not in (None, "auto"):
+        return out
+    gold_type = fields.get(str(out.get("gold")))
+    made_by = producer(str(out.get("field"))) if producer else None
+    extract = made_by.get("extract") if isinstance(made_by, dict) else None
+    if extract in EXTRACT_TYPE:
+        out["extract"] = extract
+    if gold_type == "bool":
+        out["answer_type"] = "yesno"
+    elif extract in EXTRACT_TYPE:
+        out["answer_type"] = EXTRACT_TYPE[extract]
+    elif gold_type in ("int", "float", "number"):
+        out["answer_type"] = "number"
     return out
 
 
@@ -161,26 +168,35 @@ ANSWER = Operator(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "question", doc="the field holding the question"),
         Option("extract", KIND_CHOICE, "number", choices=EXTRACT_MODES,
-               doc="how the final answer is extracted from the reasoning", post=True),
+               doc="the answer type: how the final answer is extracted (explicit 'The answer is'/boxed first, "
+                   "then the mode's fallback), and which final line the default prompt asks for"),
     ),
     outputs=(OutputField("reasoning", "str", "the full reasoning"),
              OutputField("final_answer", "any", "the extracted final answer, null if none")),
     uses_model=True,
     default_prompt="answer.j2",
     postprocess=_answer_post,
-    prompt_vars=_input_vars,
+    prompt_vars=_answer_vars,
+    template_vars=("answer_format",),
 )
 
 VERIFY = Operator(
     name="verify",
-    doc="Check answers: against gold (math-verify numeric/symbolic equivalence), by self-consistency majority "
-        "over sibling samples, or by an LLM consistency check (RevThink). The verdict becomes a column.",
+    doc="Check answers: against gold by answer type (number: math-verify numeric/symbolic equivalence; choice letter; "
+        "yes/no, where a bool gold equals yes/no; label; normalised text), by self-consistency majority over sibling "
+        "samples, or by an LLM consistency check (RevThink). The verdict becomes a column.",
     source="Balancing Cost (2024); RevThink (2024); self-consistency (Wang et al., 2022)",
     options=options(
         Option("mode", KIND_CHOICE, "gold", choices=VERIFY_MODES,
                doc="gold: compare with a gold field; majority: vote over samples of the same parent; llm: ask a model"),
         Option("field", KIND_FIELD, "final_answer", doc="the predicted answer", post=True),
         Option("gold", KIND_FIELD, "gold", doc="the gold answer (mode=gold)", post=True),
+        Option("answer_type", KIND_CHOICE, "auto", choices=("auto", *ANSWER_TYPES), post=True,
+               doc="mode=gold: how answers compare. auto: from the extract mode of the step that made `field`, else "
+                   "yesno for a bool gold field, number for a numeric one, else per row from the gold's value; "
+                   "the plan states the result"),
+        Option("extract", KIND_CHOICE, None, choices=EXTRACT_MODES, post=True,
+               doc="mode=gold: the extract mode that produced `field` (filled in by the checker when it can tell)"),
         Option("timeout", KIND_FLOAT, 5.0, doc="seconds allowed per comparison (mode=gold); slower counts as a mismatch", post=True),
         Option("tolerance", KIND_FLOAT, 1e-6, doc="kept for compatibility; math-verify rounds floats to 6 places", post=True),
     ),
@@ -188,4 +204,5 @@ VERIFY = Operator(
              OutputField("verify_reason", "str", "why")),
     uses_model=False,
     apply=_verify_apply,
+    resolve=_verify_resolve,
 )

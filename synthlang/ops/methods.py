@@ -15,10 +15,12 @@ import math
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from synthlang.errors import ConfigError
+from synthlang.ops.answers import ANSWER_TYPES, compare, extract_answer, resolve_type
 from synthlang.ops.base import (
     EXTRACT_MODES,
     KIND_BOOL,
@@ -37,7 +39,6 @@ from synthlang.ops.base import (
     RowFailure,
     options,
 )
-from synthlang.ops.core import extract_answer
 
 # Self-Instruct (Wang et al., 2022), section 2.3: instructions mentioning things a
 # text-only model cannot handle are dropped.
@@ -118,7 +119,7 @@ def _few_shot(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowCont
 def _new_question_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
     s = _clean(text.split("\n\n")[0] if opts.get("first_paragraph", True) else text)
     why = self_instruct_filter(s, int(opts.get("min_words") or 4), int(opts.get("max_words") or 150),
-                               tuple(opts.get("blocklist") or SELF_INSTRUCT_BLOCKLIST))
+                               tuple(SELF_INSTRUCT_BLOCKLIST if opts.get("blocklist") is None else opts["blocklist"]))
     if why:
         raise RowFailure(f"Self-Instruct filter: {why}")
     if s.strip().lower() in {str(e).strip().lower() for e in row.get("examples", [])}:
@@ -138,7 +139,9 @@ NEW_QUESTION = Operator(
         Option("k", KIND_INT, 3, doc="examples per prompt: the row's own seed plus k-1 drawn from the input rows"),
         Option("min_words", KIND_INT, 4, doc="drop new questions shorter than this (words)", post=True),
         Option("max_words", KIND_INT, 150, doc="drop new questions longer than this (words)", post=True),
-        Option("blocklist", KIND_LIST, None, doc="words that drop a question (default: Self-Instruct's list)", post=True),
+        Option("blocklist", KIND_LIST, None, post=True,
+               doc="words that drop a question (default: Self-Instruct's list, meant for open instructions; "
+                   "blocklist=[] turns it off, e.g. for math word problems)"),
         Option("first_paragraph", KIND_BOOL, True, doc="keep only the reply's first paragraph", post=True),
     ),
     outputs=(OutputField("question", "str", "the new question"),),
@@ -159,7 +162,8 @@ EVOL_METHODS = {
     "deepen": "If the prompt asks about a specific issue, make the question go deeper and broader.",
     "concretize": "Replace general concepts in the prompt with more specific ones.",
     "reasoning": "If the prompt can be solved with a few simple steps, rewrite it so that it explicitly needs several steps of reasoning.",
-    "breadth": "Do not rewrite the prompt; instead write a brand-new prompt in the same domain on a rarer topic, of similar length and difficulty.",
+    "breadth": "In-breadth: a brand-new prompt in the same domain on a rarer topic, of similar length and difficulty "
+               "(its own prompt, without depth's word limit).",
 }
 EVOL_LEAKS = ("#rewritten prompt#", "#given prompt#", "#created prompt#", "given prompt", "rewritten prompt", "created prompt")
 
@@ -199,7 +203,7 @@ def _evolve_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[s
     why = evolution_failure(str(row.get(opts.get("field") or "instruction", "")), s)
     if why:
         raise RowFailure(f"Evol-Instruct elimination: {why}")
-    return {"evolved": s, "evol_method": row.get("evol_method")}
+    return {"evolved": s, "evol_method": row.get("evol_method"), "evol_parent": row.get(opts.get("field") or "instruction")}
 
 
 EVOLVE = Operator(
@@ -213,7 +217,8 @@ EVOLVE = Operator(
         Option("method", KIND_CHOICE, "random", choices=("random", *EVOL_METHODS),
                doc="the evolution; random draws one per row and round (seeded)"),
     ),
-    outputs=(OutputField("evolved", "str", "the evolved prompt"), OutputField("evol_method", "str", "the operation used")),
+    outputs=(OutputField("evolved", "str", "the evolved prompt"), OutputField("evol_method", "str", "the operation used"),
+             OutputField("evol_parent", "str", "the prompt it was evolved from (for the equal/not-equal check)")),
     uses_model=True,
     default_prompt="evolve.j2",
     postprocess=_evolve_post,
@@ -223,33 +228,63 @@ EVOLVE = Operator(
 )
 
 # -------------------------------------------------------------------- reverse
-# RevThink (Chen et al., 2024): the teacher writes a backward question from (question, answer);
-# task-specific few-shot demonstrations (ours, not the paper's text).
+# RevThink (Chen et al., 2024), official code google-research/RevThink augment_data.py: the teacher sees
+# "<question> The correct answer is <gold>." with task few-shot examples and rules (use the answer to pose a
+# related inverse question; for multiple choice keep the number of options, exactly one correct, its answer
+# present in the input question; differ from the input), and "The correct answer is (X)." is cut from the reply
+# (remove_backward_answer). Each task owns its prompt (ops/templates/reverse_<task>.j2); examples are ours.
 REVERSE_SHOTS: dict[str, list[dict[str, str]]] = {
     "math": [
         {"q": "Tom has 3 boxes with 4 pens each. How many pens does he have?", "a": "12",
-         "b": "Tom has some boxes with 4 pens each, and 12 pens in all. How many boxes does he have?"},
+         "b": "Tom has some boxes with 4 pens each. If he has 12 pens in all, how many boxes does he have?"},
         {"q": "A shirt costs $20 and is 25% off. What is the sale price?", "a": "15",
          "b": "A shirt is 25% off and now sells for $15. What was its price before the discount?"},
     ],
     "mc": [
         {"q": "Which planet is closest to the Sun? (A) Venus (B) Mercury (C) Mars", "a": "B",
-         "b": "Mercury is the planet closest to the Sun. Which of these describes Mercury? (A) the closest planet to the Sun (B) the largest planet (C) a moon of Mars"},
+         "b": "Mercury is a planet. Which of these is true of it? (A) it is the closest planet to the Sun (B) it is the largest planet (C) it is a moon of Mars"},
     ],
     "yesno": [
         {"q": "Is 17 a prime number?", "a": "yes",
-         "b": "A number is prime and lies between 15 and 18. Is that number 17?"},
+         "b": "If 17 is a prime number, how many whole numbers divide 17 exactly? (A) two (B) three"},
+        {"q": "Can a penguin fly?", "a": "no",
+         "b": "If a penguin cannot fly, how does a penguin mostly move through water? (A) by swimming with its wings (B) by flying above it"},
     ],
 }
+# RevThink's remove_backward_answer, widened from "(X)" to any stated answer (a numeric leak gives the task away too)
+_BACKWARD_LEAK = re.compile(r"\s*(?:The\s+)?(?:correct\s+)?answer\s+is\s*:?\s*\(?[^\n.]*\)?\.?\s*$", re.IGNORECASE)
+
+
+def answer_text(value: Any, task: str = "math") -> str:
+    """An answer as a prompt shows it: a bool as yes/no (never True/False), a letter as (X), numbers plainly."""
+    from synthlang.ops.answers import as_choice, as_yesno
+
+    if isinstance(value, bool) or task == "yesno":
+        return as_yesno(value) or str(value)
+    if task == "mc":
+        letter = as_choice(value)
+        return f"({letter})" if letter else str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
 
 
 def _reverse_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
-    return {"input": row.get(opts.get("field") or "question", ""), "answer_text": row.get(opts.get("answer") or "answer", ""),
-            "shots": REVERSE_SHOTS[opts.get("task") or "math"]}
+    task = opts.get("task") or "math"
+    shots = [{**ex, "a": answer_text(ex["a"], task)} for ex in REVERSE_SHOTS[task]]
+    return {"input": row.get(opts.get("field") or "question", ""),
+            "answer_text": answer_text(row.get(opts.get("answer") or "answer", ""), task), "shots": shots}
+
+
+def remove_backward_answer(text: str) -> str:
+    """Cut a trailing "The correct answer is ..." from a backward question (RevThink's answer-leak removal)."""
+    return _BACKWARD_LEAK.sub("", text).strip()
 
 
 def _reverse_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
     s = _clean(text.split("\n\n")[0])
+    s = re.sub(r"^\s*(?:OUTPUT|Backward question|Reversed problem)\s*:\s*", "", s, flags=re.IGNORECASE)
+    s = remove_backward_answer(s)
     if len(s.split()) < 4:
         raise RowFailure("backward question is near-empty")
     return {"backward_question": s}
@@ -257,54 +292,81 @@ def _reverse_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[
 
 REVERSE = Operator(
     name="reverse",
-    doc="RevThink: from (question, answer) write a backward question in which the answer becomes a given.",
-    source="RevThink, 'Reverse Thinking Makes LLMs Stronger Reasoners' (2024)",
+    doc="RevThink: from (question, correct answer) write a backward question that starts from the answer, with the "
+        "official rules per task (math: a given quantity becomes the unknown; mc/yesno: an inverse multiple-choice "
+        "question with one correct option) and the answer leak cut off.",
+    source="RevThink, 'Reverse Thinking Makes LLMs Stronger Reasoners' (2024); google-research/RevThink augment_data.py",
     options=options(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "question", doc="the forward question"),
-        Option("answer", KIND_FIELD, "answer", doc="the forward answer (gold or model)"),
-        Option("task", KIND_CHOICE, "math", choices=tuple(REVERSE_SHOTS), doc="which few-shot examples: math, mc, yesno"),
+        Option("answer", KIND_FIELD, "answer", doc="the correct answer (the gold, as RevThink does); a bool renders as yes/no"),
+        Option("task", KIND_CHOICE, "math", choices=tuple(REVERSE_SHOTS),
+               doc="math, mc (multiple choice) or yesno: each has its own prompt and examples"),
     ),
-    outputs=(OutputField("backward_question", "str", "the backward question"),),
+    outputs=(OutputField("backward_question", "str", "the backward question, answer leak removed"),),
     uses_model=True,
-    default_prompt="reverse.j2",
+    default_prompt="reverse_math.j2",
     postprocess=_reverse_post,
     prompt_vars=_reverse_vars,
     template_vars=("answer_text", "shots"),
 )
+_REVERSE_BY_TASK = {t: replace(REVERSE, default_prompt=f"reverse_{t}.j2") for t in REVERSE_SHOTS}
+REVERSE = replace(REVERSE, select=lambda opts: _REVERSE_BY_TASK[opts.get("task") or "math"])
 
 # ---------------------------------------------------------- verify(mode=llm)
+# RevThink's consistency check (official prompt.py): the teacher sees Q1 (question), A1 (gold), Q2 (backward
+# question) and A2 (the backward answer extracted from the backward reasoning), with few-shot examples, and
+# outputs True or False; the verdict is the last true/false in the reply (get_true_false).
 
 
 def _consistency_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
-    return {"a": row.get(opts.get("field") or "question", ""), "b": row.get(opts.get("other") or "backward_question", "")}
+    task = opts.get("task") or "math"
+    return {"q1": row.get(opts.get("field") or "question", ""), "a1": answer_text(row.get(opts.get("gold") or "gold"), task),
+            "q2": row.get(opts.get("other") or "backward_question", ""),
+            "a2": answer_text(row.get(opts.get("answer") or "backward_answer"), "mc" if task != "math" else "math")}
 
 
 def _consistency_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
-    verdict = extract_answer(text.split("\n")[0], "yesno") or extract_answer(text, "yesno")
+    words = re.findall(r"\b(true|false)\b", text, flags=re.IGNORECASE)
+    verdict = words[-1].lower() == "true" if words else None
     if verdict is None:
-        raise RowFailure("consistency check gave no yes/no")
-    return {"verified": verdict == "yes", "verify_reason": text.strip()[:300]}
+        yn = extract_answer(text, "yesno")
+        verdict = None if yn is None else yn == "yes"
+    if verdict is None:
+        raise RowFailure("consistency check gave no True/False")
+    return {"verified": verdict, "verify_reason": text.strip()[:300]}
 
 
 VERIFY_LLM = Operator(
     name="verify",
-    doc="LLM consistency check (RevThink): a model says whether two texts agree.",
-    source="RevThink (2024)",
+    doc="LLM consistency check (RevThink): a model sees the question with its gold answer and the backward question "
+        "with its answer, and says True when the backward answer is correct and found in the question.",
+    source="RevThink (2024); google-research/RevThink prompt.py (consistency_check_prompt_math / _mcq)",
     options=options(
         *LLM_OPTIONS,
         Option("mode", KIND_CHOICE, "llm", choices=VERIFY_MODES),
-        Option("field", KIND_FIELD, "question", doc="first text, {{ a }} in the prompt"),
-        Option("other", KIND_FIELD, "backward_question", doc="second text, {{ b }} in the prompt"),
+        Option("field", KIND_FIELD, "question", doc="the forward question (Q1)"),
+        Option("gold", KIND_FIELD, "gold", doc="its gold answer (A1)"),
+        Option("other", KIND_FIELD, "backward_question", doc="the backward question (Q2)"),
+        Option("answer", KIND_FIELD, "backward_answer", doc="the answer extracted from the backward reasoning (A2)"),
+        Option("task", KIND_CHOICE, "math", choices=tuple(REVERSE_SHOTS), doc="math, mc or yesno: which prompt and examples"),
     ),
-    outputs=(OutputField("verified", "bool", "whether the model judged them consistent"),
-             OutputField("verify_reason", "str", "the model's reason")),
+    outputs=(OutputField("verified", "bool", "True: the backward answer is correct and consistent with the question"),
+             OutputField("verify_reason", "str", "the model's reasoning")),
     uses_model=True,
     default_prompt="verify_llm.j2",
     postprocess=_consistency_post,
     prompt_vars=_consistency_vars,
-    template_vars=("a", "b"),
+    template_vars=("q1", "a1", "q2", "a2"),
 )
+_VERIFY_LLM_BY_TASK = {"math": VERIFY_LLM, "mc": replace(VERIFY_LLM, default_prompt="verify_llm_mc.j2"),
+                       "yesno": replace(VERIFY_LLM, default_prompt="verify_llm_mc.j2")}
+
+
+def verify_llm_for(opts: dict[str, Any]) -> Operator:
+    """The consistency-check variant for a task (math, or multiple choice for mc and yesno)."""
+    return _VERIFY_LLM_BY_TASK[opts.get("task") or "math"]
+
 
 # ------------------------------------------------------------------- strategy
 STRATEGIES = ("answer_augmentation", "question_rephrase", "new_question")
@@ -326,13 +388,20 @@ def choose_strategy(budget: int, seeds: int, low: float = 2.0, high: float = 8.0
     return "new_question"
 
 
+def strategy_calls(strategy: str) -> int:
+    """LLM calls one augmented item costs: answer augmentation 1; rephrase and new question 2 (write + answer)."""
+    return 1 if strategy == "answer_augmentation" else 2
+
+
 def _strategy_prepare(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowContext) -> list[dict[str, Any]]:
     budget = int(opts.get("budget") or len(rows))
     strat = opts.get("strategy") or "auto"
     if strat == "auto":
         strat = choose_strategy(budget, len(rows), float(opts.get("low") or 2.0), float(opts.get("high") or 8.0))
     shots = _few_shot(rows, {**opts, "k": 3}, ctx) if strat == "new_question" else [{} for _ in rows]
-    base, extra = divmod(budget, max(len(rows), 1))
+    # the budget counts every call the strategy causes: a rephrased or new question also needs its answer call
+    items = budget // strategy_calls(strat)
+    base, extra = divmod(items, max(len(rows), 1))
     return [{"strategy": strat, "__n__": base + (1 if i < extra else 0), **shots[i]} for i in range(len(rows))]
 
 
@@ -351,12 +420,14 @@ def _strategy_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict
 STRATEGY = Operator(
     name="strategy",
     doc="Strategy auto: from the ratio of query budget to seed count choose answer augmentation, question rephrase "
-        "or new question, and spend the budget over the seeds (budget // seeds calls each, the remainder to the first).",
+        "or new question, and spend the budget over the seeds. The budget counts every call the strategy causes: an "
+        "answer-augmented item costs 1 call, a rephrased or new question 2 (it is written here and answered by a "
+        "following `answer` step), so this step makes budget // cost items, spread evenly over the seeds.",
     source="'Balancing Cost and Effectiveness of Synthetic Data Generation Strategies for LLMs' (2024)",
     options=options(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "question", doc="the seed question"),
-        Option("budget", KIND_INT, None, doc="total LLM queries to spend (default: one per seed)"),
+        Option("budget", KIND_INT, None, doc="total LLM queries to spend, answer calls included (default: one per seed)"),
         Option("strategy", KIND_CHOICE, "auto", choices=("auto", *STRATEGIES), doc="auto, or force one"),
         Option("low", KIND_FLOAT, 2.0, doc="below this many queries per seed: answer augmentation"),
         Option("high", KIND_FLOAT, 8.0, doc="at or above this many queries per seed: new questions"),
@@ -379,7 +450,13 @@ STRATEGY = Operator(
 
 def _label_prepare(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowContext) -> list[dict[str, Any]]:
     labels = _load_labels(opts, ctx)
-    extra: dict[str, Any] = {"labels": labels, "entity_types": list(opts.get("entity_types") or ["entity"])}
+    extra: dict[str, Any] = {"labels": labels}
+    mode = opts.get("mode") or "class"
+    if mode == "spans":
+        extra = {"entity_types": list(opts.get("entity_types") or ["entity"]), "max_items": int(opts.get("max_items") or 20)}
+    elif mode == "relations":
+        head, tail = _relation_roles(opts)
+        extra = {"head": head, "tail": tail, "max_items": int(opts.get("max_items") or 20)}
     if labels and (opts.get("mode") or "class") == "class" and opts.get("constrain", True):
         # constrained decoding: the reply is one JSON string from the closed label set
         extra["__schema__"] = {"enum": labels}
@@ -415,33 +492,77 @@ def mean_token_confidence(logprobs: Sequence[float] | None) -> float | None:
 
 
 def _spans_schema(opts: dict[str, Any]) -> dict[str, Any] | None:
-    if (opts.get("mode") or "class") != "spans":
-        return None
-    item: dict[str, Any] = {"type": "object", "properties": {"text": {"type": "string"}, "type": {"type": "string"}},
+    """Spans mode: ``{"entities": [{"text", "type"}]}`` with at most ``max_items`` entities, so a small model cannot
+    repeat entities until ``max_tokens``."""
+    item: dict[str, Any] = {"type": "object", "properties": {"text": {"type": "string", "maxLength": 200},
+                                                             "type": {"type": "string"}},
                             "required": ["text", "type"]}
     if opts.get("entity_types"):
         item["properties"]["type"]["enum"] = list(opts["entity_types"])
-    return {"type": "object", "properties": {"entities": {"type": "array", "items": item}}, "required": ["entities"]}
+    return {"type": "object", "properties": {"entities": {"type": "array", "items": item, "maxItems": int(opts.get("max_items") or 20)}},
+            "required": ["entities"]}
+
+
+def _relations_schema(opts: dict[str, Any]) -> dict[str, Any]:
+    """Relations mode (ADE extraction): ``{"relations": [{"head", "tail"}]}``, at most ``max_items``."""
+    head, tail = _relation_roles(opts)
+    item = {"type": "object", "properties": {head: {"type": "string", "maxLength": 200}, tail: {"type": "string", "maxLength": 200}},
+            "required": [head, tail]}
+    return {"type": "object", "properties": {"relations": {"type": "array", "items": item, "maxItems": int(opts.get("max_items") or 20)}},
+            "required": ["relations"]}
+
+
+def _relation_roles(opts: dict[str, Any]) -> tuple[str, str]:
+    roles = list(opts.get("relation") or ["drug", "effect"])
+    if len(roles) != 2:
+        raise ConfigError(f"label(mode=\"relations\"): relation= needs two role names, e.g. [\"drug\", \"effect\"]; got {roles}")
+    return str(roles[0]), str(roles[1])
+
+
+def _json_reply(text: str, key: str) -> list[Any]:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise RowFailure("reply is not JSON") from None
+    items = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(items, list):
+        raise RowFailure(f"reply has no '{key}' list")
+    return items
+
+
+def _spans_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
+    ents = _json_reply(text, "entities")
+    src = str(row.get(opts.get("field") or "text", "")).lower()
+    ents = [e for e in ents if isinstance(e, dict) and str(e.get("text", "")).strip()
+            and (not opts.get("grounded", True) or str(e["text"]).lower() in src)]
+    return {"entities": ents[: int(opts.get("max_items") or 20)], "label_confidence": mean_token_confidence(logprobs)}
+
+
+def _relations_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
+    head, tail = _relation_roles(opts)
+    rels = _json_reply(text, "relations")
+    src = str(row.get(opts.get("field") or "text", "")).lower()
+    keep = []
+    for r in rels:
+        if not isinstance(r, dict) or not str(r.get(head, "")).strip() or not str(r.get(tail, "")).strip():
+            continue
+        if opts.get("grounded", True) and not (str(r[head]).lower() in src and str(r[tail]).lower() in src):
+            continue
+        keep.append({head: r[head], tail: r[tail]})
+    return {"relations": keep[: int(opts.get("max_items") or 20)], "label_confidence": mean_token_confidence(logprobs)}
 
 
 def _label_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
-    if (opts.get("mode") or "class") == "spans":
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            raise RowFailure("reply is not JSON") from None
-        ents = obj.get("entities") if isinstance(obj, dict) else None
-        if not isinstance(ents, list):
-            raise RowFailure("reply has no 'entities' list")
-        src = str(row.get(opts.get("field") or "text", "")).lower()
-        ents = [e for e in ents if isinstance(e, dict) and str(e.get("text", "")).strip()
-                and (not opts.get("grounded", True) or str(e["text"]).lower() in src)]
-        return {"label": None, "label_confidence": mean_token_confidence(logprobs), "entities": ents}
+    mode = opts.get("mode") or "class"
+    if mode == "spans":
+        return _spans_post(row, text, opts, logprobs)
+    if mode == "relations":
+        return _relations_post(row, text, opts, logprobs)
     labels = row.get("labels") or []
     lb = match_label(text, labels)
     if lb is None:
         raise RowFailure(f"reply names none of the {len(labels)} labels: {text.strip()[:60]!r}")
-    return {"label": lb, "label_confidence": sequence_confidence(logprobs), "entities": None}
+    return {"label": lb, "label_confidence": sequence_confidence(logprobs)}
 
 
 # The closed-label-set options shared by `label` and `probe` (class mode).
@@ -449,37 +570,60 @@ CLASS_LABEL_OPTIONS = (
     Option("labels", KIND_LIST, None, doc="class mode: the closed label set"),
     Option("labels_file", KIND_STR, None, doc="class mode: a JSON list of labels, relative to the recipe"),
     Option("constrain", KIND_BOOL, True,
-           doc="class mode: constrain the reply to the label set (JSON-schema enum). llama.cpp reports logprobs of the "
-               "unconstrained distribution, so confidence is then a lower bound; set false for models that follow "
-               "instructions"),
+           doc="class mode: constrain the reply to the label set (JSON-schema enum). llama.cpp then reports logprobs of "
+               "the unconstrained distribution, so confidences are tiny (0.00013-0.00022 measured on SmolLM2-135M) and "
+               "only comparable within a class: threshold them per class (adaptive_select), not with one number"),
 )
 
 
-LABEL = Operator(
+_LABEL_OPTIONS = options(
+    *LLM_OPTIONS,
+    Option("field", KIND_FIELD, "text", doc="the text to annotate"),
+    Option("mode", KIND_CHOICE, "class", choices=("class", "spans", "relations"),
+           doc="class: one label from a closed set; spans: typed entities; relations: (head, tail) pairs such as drug -> adverse event"),
+    *CLASS_LABEL_OPTIONS,
+    Option("entity_types", KIND_LIST, None, doc="spans mode: allowed entity types"),
+    Option("relation", KIND_LIST, ["drug", "effect"], doc="relations mode: the two role names of a relation"),
+    Option("max_items", KIND_INT, 20, doc="spans/relations mode: at most this many items (JSON-schema maxItems)"),
+    Option("grounded", KIND_BOOL, True, doc="spans/relations mode: drop items whose text is not in the input", post=True),
+)
+
+LABEL_CLASS = Operator(
     name="label",
     doc="A teacher annotates unlabeled text: one class from a closed label set with its confidence from token "
-        "logprobs, or spans/entities through a JSON schema.",
-    source="LLKD (2024); LLM teacher for news-topic classification (2024); UniversalNER (2023); ADE extraction (2023)",
-    options=options(
-        *LLM_OPTIONS,
-        Option("field", KIND_FIELD, "text", doc="the text to annotate"),
-        Option("mode", KIND_CHOICE, "class", choices=("class", "spans"), doc="class label or entity spans"),
-        *CLASS_LABEL_OPTIONS,
-        Option("entity_types", KIND_LIST, None, doc="allowed entity types (spans mode)"),
-        Option("grounded", KIND_BOOL, True, doc="spans mode: drop entities whose text is not in the input", post=True),
-    ),
-    outputs=(OutputField("label", "str", "the label (class mode)"),
-             OutputField("label_confidence", "float", "class: probability of the reply; spans: mean token probability"),
-             OutputField("entities", "json", "spans mode: [{text, type}]")),
+        "logprobs (mode=class), typed entity spans (mode=spans) or head->tail relations such as drug->adverse event "
+        "(mode=relations), both through a JSON schema with a capped item count.",
+    source="LLKD (2024); LLM teacher for news topics (2024); UniversalNER (2023); ADE extraction (2023)",
+    options=_LABEL_OPTIONS,
+    outputs=(OutputField("label", "str", "the label"),
+             OutputField("label_confidence", "float", "probability of the reply (exp of the summed token logprobs)")),
     uses_model=True,
     default_prompt="label.j2",
     postprocess=_label_post,
     prompt_vars=_field_var,
     prepare=_label_prepare,
-    json_schema=_spans_schema,
     logprobs=lambda opts: 1,
-    template_vars=("labels", "entity_types"),
+    template_vars=("labels",),
 )
+LABEL_SPANS = replace(
+    LABEL_CLASS,
+    outputs=(OutputField("entities", "json", "[{text, type}], grounded in the input, at most max_items"),
+             OutputField("label_confidence", "float", "mean token probability of the reply")),
+    default_prompt="label_spans.j2", json_schema=_spans_schema, template_vars=("entity_types", "max_items"),
+)
+LABEL_RELATIONS = replace(
+    LABEL_CLASS,
+    outputs=(OutputField("relations", "json", "[{head: ..., tail: ...}] with the relation's role names, at most max_items"),
+             OutputField("label_confidence", "float", "mean token probability of the reply")),
+    default_prompt="label_relations.j2", json_schema=_relations_schema, template_vars=("head", "tail", "max_items"),
+)
+
+
+def _label_select(opts: dict[str, Any]) -> Operator:
+    return {"class": LABEL_CLASS, "spans": LABEL_SPANS, "relations": LABEL_RELATIONS}[opts.get("mode") or "class"]
+
+
+LABEL = replace(LABEL_CLASS, select=_label_select)
 
 # ---------------------------------------------------------------------- judge
 
@@ -491,6 +635,10 @@ def _judge_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _judge_schema(opts: dict[str, Any]) -> dict[str, Any]:
+    """Score mode: ``{"score": 1..scale, "reason"}``; pairwise mode: ``{"winner": "A"|"B", "reason"}``."""
+    if (opts.get("mode") or "score") == "equal":
+        return {"type": "object", "properties": {"equal": {"type": "boolean"}, "reason": {"type": "string", "maxLength": 160}},
+                "required": ["equal", "reason"]}
     if (opts.get("mode") or "score") == "pairwise":
         return {"type": "object", "properties": {"winner": {"type": "string", "enum": ["A", "B"]}, "reason": {"type": "string", "maxLength": 160}},
                 "required": ["winner", "reason"]}
@@ -498,73 +646,137 @@ def _judge_schema(opts: dict[str, Any]) -> dict[str, Any]:
                                              "reason": {"type": "string", "maxLength": 160}}, "required": ["score", "reason"]}
 
 
-def _judge_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
+def _judge_obj(text: str) -> dict[str, Any] | None:
     try:
         obj = json.loads(text)
     except ValueError:
-        obj = None
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _judge_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
     if (opts.get("mode") or "score") == "pairwise":
-        w = obj.get("winner") if isinstance(obj, dict) else None
-        if w not in ("A", "B"):
-            m = re.search(r"\b([AB])\b", text)
-            w = m.group(1) if m else None
-        if w is None:
-            raise RowFailure("judge named no winner")
-        return {"score": 1.0 if w == "A" else 0.0, "judge_reason": (obj or {}).get("reason") if isinstance(obj, dict) else text[:300]}
-    score = obj.get("score") if isinstance(obj, dict) else None
+        return _pairwise_post(row, text, opts)
+    obj = _judge_obj(text)
+    score = obj.get("score") if obj else None
     if not isinstance(score, (int, float)) or isinstance(score, bool):
         m = re.search(r"\d+(?:\.\d+)?", text)
         score = float(m.group(0)) if m else None
     if score is None:
         raise RowFailure("judge gave no score")
     scale = int(opts.get("scale") or 10)
-    return {"score": float(min(max(score, 1), scale)), "judge_reason": (obj.get("reason") if isinstance(obj, dict) else text[:300])}
+    return {"score": float(min(max(score, 1), scale)), "judge_reason": (obj.get("reason") if obj else text[:300])}
 
 
-JUDGE = Operator(
+def _equal_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Evol-Instruct's "no information gain" check: ``equal`` is True when the two prompts are judged equal."""
+    obj = _judge_obj(text)
+    eq = obj.get("equal") if obj else None
+    if not isinstance(eq, bool):
+        low = text.lower()
+        eq = False if "not equal" in low else True if "equal" in low else None
+    if eq is None:
+        raise RowFailure("judge said neither equal nor not equal")
+    return {"equal": eq, "judge_reason": obj.get("reason") if obj else text[:300]}
+
+
+def _pairwise_post(row: dict[str, Any], text: str, opts: dict[str, Any]) -> dict[str, Any]:
+    obj = _judge_obj(text)
+    w = obj.get("winner") if obj else None
+    if w not in ("A", "B"):
+        m = re.search(r"\b([AB])\b", text)
+        w = m.group(1) if m else None
+    if w is None:
+        raise RowFailure("judge named no winner")
+    return {"winner": w, "judge_reason": obj.get("reason") if obj else text[:300]}
+
+
+_JUDGE_OPTIONS = options(
+    *LLM_OPTIONS,
+    Option("mode", KIND_CHOICE, "score", choices=("score", "pairwise", "equal"),
+           doc="score: rubric score; pairwise: which of two responses is better; equal: are two prompts equal "
+               "(Evol-Instruct's no-information-gain check; field = the parent, response = the evolved prompt)"),
+    Option("field", KIND_FIELD, "instruction", doc="the instruction/question"),
+    Option("response", KIND_FIELD, "response", doc="the response (A in pairwise mode)"),
+    Option("response_b", KIND_FIELD, None, doc="pairwise mode: response B"),
+    Option("rubric", KIND_STR, "helpfulness, correctness and level of detail", doc="what the judge rates"),
+    Option("scale", KIND_INT, 10, doc="top of the score range"),
+)
+
+JUDGE_SCORE = Operator(
     name="judge",
-    doc="An LLM judge through structured output (JSON schema): a score on a rubric (1..scale), or pairwise (score 1.0 when "
-        "response A wins, 0.0 when B wins).",
+    doc="An LLM judge through structured output (JSON schema): a score on a rubric (1..scale, mode=score, prompt "
+        "judge.j2), or which of two responses is better (mode=pairwise, prompt judge_pairwise.j2, shows A and B).",
     source="TAPIR (2024); Evol-Instruct (2023); LLM-as-a-judge (Zheng et al., 2023)",
-    options=options(
-        *LLM_OPTIONS,
-        Option("mode", KIND_CHOICE, "score", choices=("score", "pairwise"), doc="rubric score or pairwise comparison"),
-        Option("field", KIND_FIELD, "instruction", doc="the instruction/question"),
-        Option("response", KIND_FIELD, "response", doc="the response (A in pairwise mode)"),
-        Option("response_b", KIND_FIELD, None, doc="pairwise mode: response B"),
-        Option("rubric", KIND_STR, "helpfulness, correctness and level of detail", doc="what the judge rates"),
-        Option("scale", KIND_INT, 10, doc="top of the score range"),
-    ),
-    outputs=(OutputField("score", "float", "rubric score, or 1.0/0.0 for pairwise A/B"),
+    options=_JUDGE_OPTIONS,
+    outputs=(OutputField("score", "float", "rubric score, 1..scale"),
              OutputField("judge_reason", "str", "the judge's reason")),
     uses_model=True,
     default_prompt="judge.j2",
     postprocess=_judge_post,
     prompt_vars=_judge_vars,
     json_schema=_judge_schema,
-    template_vars=("response", "response_a", "response_b", "rubric", "scale"),
+    template_vars=("response", "rubric", "scale"),
 )
+JUDGE_PAIRWISE = replace(
+    JUDGE_SCORE,
+    outputs=(OutputField("winner", "str", "A or B: the better response"),
+             OutputField("judge_reason", "str", "the judge's reason")),
+    default_prompt="judge_pairwise.j2", postprocess=_pairwise_post, template_vars=("response_a", "response_b", "rubric"),
+)
+
+
+JUDGE_EQUAL = replace(
+    JUDGE_SCORE,
+    outputs=(OutputField("equal", "bool", "True: no information gain (the evolved prompt equals its parent)"),
+             OutputField("judge_reason", "str", "the judge's reason")),
+    default_prompt="judge_equal.j2", postprocess=_equal_post, template_vars=("response",),
+)
+
+
+def _judge_select(opts: dict[str, Any]) -> Operator:
+    return {"pairwise": JUDGE_PAIRWISE, "equal": JUDGE_EQUAL}.get(opts.get("mode") or "score", JUDGE_SCORE)
+
+
+JUDGE = replace(JUDGE_SCORE, select=_judge_select)
 
 # ---------------------------------------------------------------------- probe
 
 
-def _probe_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
-    from synthlang.ops.mathcheck import equivalent
+# the extract mode a student's reply is read with, by answer type (labels match against the label set instead)
+TYPE_EXTRACT = {"number": "number", "choice": "choice", "yesno": "yesno", "label": "text", "text": "text"}
 
+
+def _probe_type(row: dict[str, Any], opts: dict[str, Any]) -> str:
+    """The answer type a probe row compares by: label set, ``answer_type``, a bool gold, ``extract``, the gold's look."""
+    if row.get("labels"):
+        return "label"
+    extract = opts.get("extract")
+    return resolve_type(opts.get("answer_type"), None if extract in (None, "auto") else extract,
+                        row.get(opts.get("gold") or "gold"))
+
+
+def _probe_vars(row: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    from synthlang.ops.core import ANSWER_FORMAT
+
+    kind = _probe_type(row, opts)
+    extract = opts.get("extract")
+    mode = extract if extract not in (None, "auto") else TYPE_EXTRACT[kind]
+    return {"input": row.get(opts.get("field") or "question", ""), "answer_format": ANSWER_FORMAT[mode]}
+
+
+def _probe_post(row: dict[str, Any], text: str, opts: dict[str, Any], logprobs: list[float] | None = None) -> dict[str, Any]:
     labels = row.get("labels") or []
     gold = row.get(opts.get("gold") or "gold")
+    kind = _probe_type(row, opts)
     if labels:
         ans: Any = match_label(text, labels)
-        correct = ans is not None and str(ans) == str(gold)
         conf = sequence_confidence(logprobs)
     else:
-        mode = opts.get("extract") or "number"
-        ans = extract_answer(text, mode)
-        if mode == "number":
-            correct = bool(ans is not None and gold is not None and equivalent(gold, ans))
-        else:
-            correct = ans is not None and str(ans).strip().lower() == str(gold).strip().lower()
+        extract = opts.get("extract")
+        ans = extract_answer(text, extract if extract not in (None, "auto") else TYPE_EXTRACT[kind])
         conf = mean_token_confidence(logprobs)
+    correct = bool(ans is not None and compare(gold, ans, kind)[0])   # the same comparison as verify(mode="gold")
     if row.get("__truncated__"):
         correct = False          # the student did not finish: a failure, whatever it wrote so far
     return {"probe_answer": ans, "probe_correct": bool(correct), "probe_confidence": conf}
@@ -580,8 +792,11 @@ PROBE = Operator(
         *LLM_OPTIONS,
         Option("field", KIND_FIELD, "question", doc="the question/text shown to the student"),
         Option("gold", KIND_FIELD, "gold", doc="the gold answer or label", post=True),
-        Option("extract", KIND_CHOICE, "number", choices=EXTRACT_MODES,
-               doc="how the student's answer is extracted (ignored when labels are given)", post=True),
+        Option("extract", KIND_CHOICE, "auto", choices=("auto", *EXTRACT_MODES),
+               doc="how the student's answer is extracted (ignored when labels are given); auto: by the answer type"),
+        Option("answer_type", KIND_CHOICE, "auto", choices=("auto", *ANSWER_TYPES), post=True,
+               doc="how the student's answer is compared with gold, exactly as verify(mode=\"gold\") does; auto: "
+                   "label with a label set, yesno for a bool gold, else from extract, else from the gold's value"),
         *CLASS_LABEL_OPTIONS,
     ),
     outputs=(OutputField("probe_answer", "any", "the student's answer"),
@@ -590,8 +805,8 @@ PROBE = Operator(
     uses_model=True,
     default_prompt="probe.j2",
     postprocess=_probe_post,
-    prompt_vars=_field_var,
+    prompt_vars=_probe_vars,
     prepare=_label_prepare,
     logprobs=lambda opts: 1,
-    template_vars=("labels", "entity_types"),
+    template_vars=("labels", "entity_types", "answer_format"),
 )

@@ -314,18 +314,32 @@ CURRICULUM = Operator(
 # --------------------------------------------------------------------- report
 def _report_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowContext) -> Out:
     by = opts.get("by") or "category"
+    pred_f = opts.get("predicted")
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         groups[r.get(by)].append(i)
+    predicted = Counter(str(r.get(pred_f)) for r in rows) if pred_f else Counter()
     stats = {}
     for c, ix in groups.items():
-        vals = [_eval(opts["metric"], rows[i], ctx) for i in ix]
-        acc = sum(1 for v in vals if v is True or (isinstance(v, (int, float)) and v > 0)) / len(ix)
+        if opts.get("metric") is not None:
+            vals = [_eval(opts["metric"], rows[i], ctx) for i in ix]
+            acc = sum(1 for v in vals if v is True or (isinstance(v, (int, float)) and v > 0)) / len(ix)
+        else:
+            acc = sum(1 for i in ix if pred_f and str(rows[i].get(pred_f)) == str(c)) / len(ix)
         raw = [rows[i].get(opts["confidence"]) for i in ix] if opts.get("confidence") else []
         confs = [float(x) for x in raw if isinstance(x, (int, float))]
+        prec = rec = f1 = None
+        if pred_f:
+            tp = sum(1 for i in ix if str(rows[i].get(pred_f)) == str(c))
+            prec = tp / predicted[str(c)] if predicted[str(c)] else 0.0
+            rec = tp / len(ix)
+            f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
         stats[c] = {"class": c, "class_rows": len(ix), "class_accuracy": round(acc, 4),
                     "class_confidence": round(sum(confs) / len(confs), 4) if confs else None,
-                    "class_weak": acc < float(opts.get("weak_below") or 0.5)}
+                    "class_weak": acc < float(opts.get("weak_below") or 0.5),
+                    "class_precision": None if prec is None else round(prec, 4),
+                    "class_recall": None if rec is None else round(rec, 4),
+                    "class_f1": None if f1 is None else round(f1, 4)}
     if opts.get("per_row"):
         return [((i,), stats[r.get(by)]) for i, r in enumerate(rows)]
     return [(tuple(ix), stats[c]) for c, ix in sorted(groups.items(), key=lambda kv: str(kv[0]))]
@@ -338,29 +352,95 @@ REPORT = Operator(
     source="PGKD (2024); LLM2LLM (2024)",
     options=options(
         Option("by", KIND_FIELD, "category", doc="the class field"),
-        Option("metric", KIND_EXPR, None, doc="per-row correctness, e.g. probe_correct"),
+        Option("metric", KIND_EXPR, None, doc="per-row correctness, e.g. probe_correct (default: predicted == the class)"),
+        Option("predicted", KIND_FIELD, None,
+               doc="the predicted class per row (e.g. probe_answer): adds per-class precision, recall and F1 (PGKD)"),
         Option("confidence", KIND_FIELD, None, doc="per-row confidence field to average"),
         Option("weak_below", KIND_FLOAT, 0.5, doc="a class is weak when its accuracy is below this"),
         Option("per_row", KIND_BOOL, False, doc="annotate every input row instead of one row per class"),
     ),
     outputs=(OutputField("class", "str", "the class"), OutputField("class_rows", "int", "rows of the class"),
              OutputField("class_accuracy", "float", "fraction correct"), OutputField("class_confidence", "float", "mean confidence"),
-             OutputField("class_weak", "bool", "accuracy below weak_below")),
+             OutputField("class_weak", "bool", "accuracy below weak_below"),
+             OutputField("class_precision", "float", "with predicted=: rows predicted as the class that are of it"),
+             OutputField("class_recall", "float", "with predicted=: rows of the class predicted as it"),
+             OutputField("class_f1", "float", "with predicted=: harmonic mean of precision and recall")),
     uses_model=False,
     apply=_report_apply,
     takes_context=True,
 )
 # one row per class carries only the report's fields; per_row keeps the parent's fields (see ops/__init__.py)
 
+# ------------------------------------------------------------------ adaptive
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _adaptive_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any]) -> Out:
+    """LLKD's selection: per-class adaptive thresholds on teacher confidence and student uncertainty, plus a weight."""
+    by, tf, sf = opts.get("by") or "label", opts.get("teacher") or "label_confidence", opts.get("student") or "probe_confidence"
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        groups[r.get(by)].append(i)
+    out: Out = []
+    for ix in groups.values():
+        tc = [_num(rows[i].get(tf)) for i in ix]
+        sc = [_num(rows[i].get(sf)) for i in ix]
+        tv = [x for x in tc if x is not None]
+        sv = [x for x in sc if x is not None]
+        t_thr = sum(tv) / len(tv) if tv else None      # the class's mean teacher confidence
+        s_thr = sum(sv) / len(sv) if sv else None      # the class's mean student confidence
+        for i, t, st in zip(ix, tc, sc, strict=True):
+            if t is None or st is None or t_thr is None or s_thr is None or t < t_thr or st > s_thr:
+                continue
+            weight = (t / t_thr if t_thr > 0 else 1.0) * ((1.0 - st) / (1.0 - s_thr) if s_thr < 1.0 else 1.0)
+            out.append(((i,), {"teacher_threshold": t_thr, "student_threshold": s_thr, "sample_weight": weight}))
+    out.sort(key=lambda x: x[0])
+    return out
+
+
+ADAPTIVE = Operator(
+    name="adaptive_select",
+    doc="LLKD's sample selection: within each class (the teacher's label), keep rows whose teacher confidence is at "
+        "least the class's mean (a reliable label) and whose student confidence is at most the class's mean (a high "
+        "information need), and give each kept row a weight (teacher confidence over its threshold times student "
+        "uncertainty over its threshold). Per-class thresholds adapt to a teacher whose raw confidences are tiny "
+        "or differ by class.",
+    source="LLKD, 'Learning with Less: Knowledge Distillation from Large Language Models via Unlabeled Data' (2024)",
+    options=options(
+        Option("by", KIND_FIELD, "label", doc="the class field (the teacher's label)"),
+        Option("teacher", KIND_FIELD, "label_confidence", doc="teacher confidence per row"),
+        Option("student", KIND_FIELD, "probe_confidence", doc="student confidence per row"),
+    ),
+    outputs=(OutputField("teacher_threshold", "float", "the class's teacher-confidence threshold"),
+             OutputField("student_threshold", "float", "the class's student-confidence threshold"),
+             OutputField("sample_weight", "float", "the row's training weight (1.0 at both thresholds)")),
+    uses_model=False,
+    apply=_adaptive_apply,
+)
+
+
 # ------------------------------------------------------------------ eliminate
 _APOLOGY = re.compile(r"\b(sorry|apolog|as an ai|i cannot|i can't|i am unable|i'm unable)\b", re.IGNORECASE)
 
 
+# English stop words (NLTK's list, the one the WizardLM code filters with), for "only punctuation and stop words"
+STOP_WORDS = frozenset("""i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her
+hers herself it its itself they them their theirs themselves what which who whom this that these those am is are was were be
+been being have has had having do does did doing a an the and but if or because as until while of at by for with about against
+between into through during before after above below to from up down in out on off over under again further then once here
+there when where why how all any both each few more most other some such no nor not only own same so than too very s t can
+will just don should now""".split())
+
+
 def response_failure(response: str, max_apology_words: int = 80) -> str | None:
-    """Evol-Instruct's elimination rules for a response: an apology in a short reply, near-empty, or only punctuation."""
+    """Evol-Instruct's elimination rules for a response (section 3.2): an apology/refusal under 80 words, near-empty,
+    or only punctuation and stop words."""
     s = (response or "").strip()
     if len(s.split()) < 2 or not re.search(r"[A-Za-z0-9]", s):
         return "near-empty response"
+    if all(w in STOP_WORDS for w in re.findall(r"[a-z0-9']+", s.lower())):
+        return "only punctuation and stop words"
     if _APOLOGY.search(s) and len(s.split()) < max_apology_words:
         return "apology or refusal"
     return None
@@ -373,7 +453,8 @@ def _eliminate_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any]) -> Ou
 
 ELIMINATE = Operator(
     name="eliminate",
-    doc="Evol-Instruct's elimination rules on responses: drop apologies/refusals under 80 words and near-empty replies.",
+    doc="Evol-Instruct's elimination rules on responses: drop apologies/refusals under 80 words, near-empty replies and "
+        "replies of only punctuation and stop words.",
     source="Evol-Instruct (2023), section 3.2",
     options=options(Option("field", KIND_FIELD, "response", doc="the response checked"),
                     Option("max_apology_words", KIND_INT, 80, doc="apologies shorter than this are dropped")),
@@ -399,12 +480,15 @@ def _majority_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: R
     out: Out = []
     for ix in groups.values():
         votes = Counter(normalize_answer(rows[i].get(f)) for i in ix if rows[i].get(f) is not None)
-        top, cnt = (votes.most_common(1)[0] if votes else (None, 0))
+        ranked = votes.most_common(2)
+        top, cnt = (ranked[0] if ranked else (None, 0))
+        tied = len(ranked) > 1 and ranked[1][1] == cnt      # a 1-1 (or 2-2) tie has no majority
         share = cnt / len(ix)
         for i in ix:
             mine = normalize_answer(rows[i].get(f))
-            ok = mine is not None and mine == top and share >= float(opts.get("min_share") or 0.5)
-            out.append(((i,), {"verified": ok, "verify_reason": f"majority {top} with {cnt}/{len(ix)} votes",
+            ok = mine is not None and mine == top and not tied and share >= float(opts.get("min_share") or 0.5)
+            why = f"tie at {cnt}/{len(ix)} votes: no majority" if tied else f"majority {top} with {cnt}/{len(ix)} votes"
+            out.append(((i,), {"verified": ok, "verify_reason": why,
                                "majority_answer": top, "vote_share": round(share, 4)}))
     out.sort(key=lambda x: x[0])
     return out
@@ -412,7 +496,8 @@ def _majority_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: R
 
 VERIFY_MAJORITY = Operator(
     name="verify",
-    doc="Self-consistency: a majority vote over the samples of the same parent (or of a `group` field).",
+    doc="Self-consistency: a majority vote over the samples of the same parent (or of a `group` field); a tie for "
+        "the top answer passes no row.",
     source="Self-consistency (Wang et al., 2022); Balancing Cost (2024)",
     options=options(
         Option("mode", KIND_CHOICE, "majority", choices=VERIFY_MODES),
@@ -427,5 +512,5 @@ VERIFY_MAJORITY = Operator(
     takes_context=True,
 )
 
-__all__ = ["CURRICULUM", "DECONTAMINATE", "DEDUP", "ELIMINATE", "FILTER", "REPORT", "SELECT", "VERIFY_MAJORITY",
+__all__ = ["ADAPTIVE", "CURRICULUM", "DECONTAMINATE", "DEDUP", "ELIMINATE", "FILTER", "REPORT", "SELECT", "VERIFY_MAJORITY",
            "KIND_STR", "KIND_LIST"]

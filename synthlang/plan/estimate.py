@@ -108,6 +108,8 @@ def estimate(prog: Program, count: Callable[[SourceSpec], tuple[int | None, int]
             "n": n, "rows": out_rows, "calls": calls,
             "prompt_tokens": prompt_tok, "completion_tokens": compl_tok, "tokens": prompt_tok + compl_tok, "usd": usd,
             "fields_in": dict(sorted(st.fields_in.items())), "fields_added": added,
+            # how verify/probe compare answers (number, choice, yesno, label, text; auto = per row from the gold)
+            **({"answer_type": st.opts.get("answer_type") or "auto"} if "answer_type" in st.op.options else {}),
         })
     used = {st.model.name for st in prog.steps if st.model is not None}
     return {

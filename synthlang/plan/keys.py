@@ -47,13 +47,16 @@ def call_key(
         messages: rendered chat messages.
         sampling: output-changing sampling params (:meth:`SamplingParams.key_dict`).
         sample_index: 0-based index among a row's ``n`` samples.
-        seed: the user's seed, or ``None`` to derive one from the key computed without it.
+        seed: the step's seed, or ``None`` to derive one from the key computed without it. A step seed
+            is spread over the samples by :func:`sample_seed`, so ``n=4, seed=7`` makes 4 different samples.
         json_schema: the response schema, if any.
         logprobs: number of top logprobs requested, if any.
 
     Returns:
         ``(key, seed)``: 32 hex digits and a 31-bit seed.
     """
+    if seed is not None:
+        seed = sample_seed(seed, sample_index)
     body = {
         "engine": engine, "model": model_id, "revision": revision, "messages": list(messages),
         "sampling": sampling, "sample_index": sample_index, "schema": json_schema, "logprobs": logprobs,
@@ -62,6 +65,28 @@ def call_key(
         seed = int(digest(body, 8), 16) & 0x7FFFFFFF
     body["seed"] = seed
     return digest(body), seed
+
+
+def sample_seed(step_seed: int, sample_index: int) -> int:
+    """The seed of sample ``sample_index`` of a step whose recipe fixed ``seed=step_seed``.
+
+    Sample 0 keeps the step seed (so ``n=1`` steps keep their seeds and call
+    keys); sample k > 0 gets a 31-bit seed hashed from ``(step_seed, k)``, so
+    the ``n`` samples of one row differ while every run reproduces them.
+    A key holds the effective seed, so no earlier key changes meaning and
+    :data:`CACHE_VERSION` stays (old multi-sample keys are simply not reused).
+
+    Args:
+        step_seed: the ``seed=`` option of the step.
+        sample_index: 0-based index among a row's ``n`` samples.
+
+    Returns:
+        A seed in ``[0, 2**31)``.
+    """
+    if sample_index == 0:
+        return step_seed
+    h = hashlib.sha256(f"sample-seed:{step_seed}:{sample_index}".encode()).hexdigest()
+    return int(h[:8], 16) & 0x7FFFFFFF
 
 
 def row_id(step_fingerprint: str, parent_ids: tuple[str, ...] | list[str], sample_index: int) -> str:

@@ -1,0 +1,291 @@
+"""Funnel shape of each shipped method recipe (issue 12): which rows each step reads, what it passes on, what the
+export holds, and how many calls it makes.
+
+The shipped recipe file runs on the real shipped data, through the real checker, runner and DuckDB store. The
+models are scripted engines (the fake engine's idea with per-prompt rules), so each funnel is known exactly; the
+real embedded model runs every recipe in tests/test_recipes_real.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import synthlang
+from synthlang.engines.base import Request, Result
+from synthlang.expr import final_number
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+GSM = [json.loads(x) for x in (RECIPES / "data/gsm8k/train_first1000.jsonl").read_text().splitlines()[:8]]
+GOLD = {r["question"]: final_number(r["answer"]) for r in GSM}
+
+
+class Scripted:
+    """An engine whose reply is ``rule(model_name, prompt, schema)``; counts calls per model."""
+
+    kind = "fake"
+
+    def __init__(self, rule: Callable[[str, str, dict | None], str]) -> None:
+        self.rule = rule
+        self.calls: dict[str, int] = {}
+        self.model_id = "scripted"
+
+    def for_model(self, spec):
+        engine = self
+
+        class _One:
+            kind = "fake"
+            model_id = "scripted"
+
+            def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+                for req in requests:
+                    engine.calls[spec.name] = engine.calls.get(spec.name, 0) + 1
+                    text = engine.rule(spec.name, req.messages[-1]["content"], req.json_schema)
+                    yield Result(req.key, text=text, finish_reason="stop", prompt_tokens=10, completion_tokens=10,
+                                 latency_s=0.0,
+                                 logprobs=engine.logprobs(text + req.messages[-1]["content"]) if req.logprobs is not None else None)
+
+            def close(self) -> None:
+                pass
+
+        return _One()
+
+    @staticmethod
+    def logprobs(text: str) -> list[float]:
+        return [-0.1 * (1 + len(text) % 7)]
+
+
+def _run(name: str, tmp: Path, rule, params: dict[str, str]) -> tuple[Scripted, duckdb.DuckDBPyConnection]:
+    shutil.copytree(RECIPES / "data", tmp / "data")
+    shutil.copytree(RECIPES / "templates", tmp / "templates")
+    shutil.copy(RECIPES / f"{name}.synth", tmp / f"{name}.synth")
+    eng = Scripted(rule)
+    prog = synthlang.check_file(tmp / f"{name}.synth", params)
+    s = synthlang.run(prog, db=tmp / "db.duckdb", engine_factory=eng.for_model)
+    assert s.status == "finished"
+    return eng, duckdb.connect(str(tmp / "db.duckdb"), read_only=True)
+
+
+def _rows(con, step: str, status: str = "ok") -> list[dict]:
+    return [json.loads(d) for (d,) in con.execute(
+        "SELECT data FROM rows WHERE step = ? AND status = ? ORDER BY row_id", [step, status]).fetchall()]
+
+
+def _count(con, step: str) -> int:
+    return con.execute("SELECT count(*) FROM rows WHERE step = ? AND status = 'ok'", [step]).fetchone()[0]
+
+
+def _question(prompt: str) -> str | None:
+    return next((q for q in GOLD if q in prompt), None)
+
+
+# ------------------------------------------------------------------ RevThink
+def _revthink_rule(model: str, prompt: str, schema) -> str:
+    if prompt.startswith("Write a backward version"):
+        q = prompt.rsplit("INPUT:", 1)[1].strip()
+        leak = " The correct answer is 5." if "Natalia" in q else ""
+        return f"Given the total of '{q[:30]}', how many were there at the start?{leak}"
+    if "Q1:" in prompt and "A2:" in prompt:
+        return "Check: A2 is found in Q1.\nTrue" if "Weng" not in prompt.rsplit("Q1:", 1)[1] else "Check: no.\nFalse"
+    q = _question(prompt)
+    if q is not None:                                   # forward: right on 3 of 4 seeds
+        g = GOLD[q]
+        return f"Step by step... The answer is {g if 'Betty' not in q else g + 1}."
+    return "Working backwards... The answer is 7."     # backward reasoning
+
+
+def test_revthink_funnel(tmp_path):
+    eng, con = _run("revthink", tmp_path, _revthink_rule, {"limit": "4", "max_tokens": "64"})
+    assert _count(con, "forward") == 4
+    assert [r["forward_correct"] for r in _rows(con, "forward_checked")].count(True) == 3
+    assert _count(con, "correct") == 3 and _count(con, "backward") == 3        # only correct rows are reversed
+    backs = [r["backward_question"] for r in _rows(con, "backward")]
+    assert not any("correct answer" in b for b in backs)                        # the answer leak is cut off
+    assert _count(con, "consistent") == 3 and _count(con, "kept") == 2          # Weng's check says False
+    assert eng.calls["teacher"] == 4 + 3 + 3 + 3
+    kept = _rows(con, "kept")
+    for r in kept:      # the three training views the paper trains on
+        assert r["question"] and r["forward_reasoning"] and r["backward_question"] and r["backward_reasoning"]
+    plan = synthlang.plan(synthlang.check_file(tmp_path / "revthink.synth", {"limit": "4"}))
+    assert next(s for s in plan["steps"] if s["name"] == "forward_checked")["answer_type"] == "number"
+
+
+# -------------------------------------------------------------- new question
+def _nq_rule(model: str, prompt: str, schema) -> str:
+    if "Example" in prompt or "example" in prompt and "new" in prompt:
+        n = len(prompt) % 7
+        return f"A farmer has {n + 3} cows and buys {n + 11} more at the market on Monday. How many cows now?"
+    return f"Counting... The answer is {len(prompt) % 3}."
+
+
+def test_new_question_costs_one_question_and_one_answer_call(tmp_path):
+    eng, con = _run("new_question", tmp_path, _nq_rule, {"limit": "3", "max_tokens": "64"})
+    written, answered = _count(con, "written"), _count(con, "answered")
+    assert written >= 1 and answered == _count(con, "clean")
+    assert eng.calls["teacher"] == 3 + answered                     # 1 question call per seed + 1 answer call each
+    assert _count(con, "kept") == answered                          # one vote always has a majority
+
+
+def test_a_one_one_tie_passes_no_majority(tmp_path):
+    votes = iter(range(10_000))
+
+    def rule(model, prompt, schema):
+        if "Example" in prompt:
+            return _nq_rule(model, prompt, schema)
+        return f"The answer is {next(votes)}."                     # every vote differs: 1-1 ties
+
+    eng, con = _run("new_question", tmp_path, rule, {"limit": "2", "votes": "2", "max_tokens": "64"})
+    assert _count(con, "answered") >= 2 and _count(con, "kept") == 0
+    assert all("tie" in r["verify_reason"] for r in _rows(con, "voted"))
+
+
+# ------------------------------------------------------------ strategy auto
+def _strategy_rule(model: str, prompt: str, schema) -> str:
+    if prompt.startswith("Rewrite the question"):
+        return "In other words: " + (_question(prompt) or "A question about numbers and things?")
+    q = _question(prompt)
+    return f"Solving... The answer is {GOLD[q] if q else 0}."
+
+
+@pytest.mark.parametrize("budget,limit,strategy", [(4, 2, "question_rephrase"), (3, 2, "answer_augmentation")])
+def test_strategy_budget_counts_every_call(tmp_path, budget, limit, strategy):
+    eng, con = _run("strategy_auto", tmp_path, _strategy_rule, {"limit": str(limit), "budget": str(budget), "max_tokens": "64"})
+    assert eng.calls["teacher"] <= budget                           # budget=4 used to make 8 calls
+    aug = _rows(con, "augmented")
+    assert {r["strategy"] for r in aug} == {strategy}
+    if strategy == "question_rephrase":
+        assert eng.calls["teacher"] == len(aug) + _count(con, "answered") == budget
+        assert _count(con, "kept") == _count(con, "answered")      # the rephrase keeps the gold and is right
+    else:
+        assert _count(con, "aa_kept") == len(aug) == budget
+
+
+# ------------------------------------------------------------ Evol-Instruct
+def _evol_rule(model: str, prompt: str, schema) -> str:
+    if schema and "equal" in (schema.get("properties") or {}):
+        return json.dumps({"equal": "dance" in prompt.split("Second prompt:")[1], "reason": "r"})
+    if prompt.startswith("You create prompts") or prompt.startswith("You rewrite prompts"):
+        body = prompt.split("Prompt:\n", 1)[1].strip()
+        return body + (" Explain it to a child in two steps." if len(body) % 3 else " Also dance.")
+    if "dance" in prompt:
+        return "Sorry, I cannot help with that."
+    return "Here is a complete, careful answer with the details asked for."
+
+
+def test_evol_instruct_funnel(tmp_path):
+    eng, con = _run("evol_instruct", tmp_path, _evol_rule, {"limit": "6", "rounds": "2", "max_tokens": "64"})
+    r0 = con.execute("SELECT step, count(*) FROM rows WHERE round = 0 AND status = 'ok' GROUP BY step").fetchall()
+    by0 = dict(r0)
+    assert by0["evolved"] == 6 and by0["gain"] == 6
+    assert by0["informative"] == by0["responded"] == by0["survived"]   # the "dance" ones go at the equal check
+    survivors0 = by0["survived"]
+    assert 0 < survivors0 < 6
+    by1 = dict(con.execute("SELECT step, count(*) FROM rows WHERE round = 1 GROUP BY step").fetchall())
+    assert by1["evolved"] == survivors0                                 # round 1 reads only round 0's survivors
+    assert all(r["evol_parent"] != r["instruction"] for r in _rows(con, "evolved"))
+
+
+# ------------------------------------------------------------------- TAPIR
+def _tapir_rule(model: str, prompt: str, schema) -> str:
+    if schema and "score" in (schema.get("properties") or {}):
+        weak = "STUDENT-ANSWER" in prompt.split("Response:", 1)[1]
+        return json.dumps({"score": 2 if weak else 9, "reason": "r"})
+    if prompt.startswith("You create prompts"):
+        return "A new, rarer task in the same domain: " + prompt.split("Prompt:\n", 1)[1].strip()[:80]
+    return "STUDENT-ANSWER idk" if model == "student" else "TEACHER-ANSWER: a careful, complete response."
+
+
+def test_tapir_funnel_uses_the_teacher_student_gap(tmp_path):
+    eng, con = _run("tapir_curriculum", tmp_path, _tapir_rule, {"limit": "4", "rounds": "1", "max_tokens": "64"})
+    assert eng.calls["student"] == 4
+    judged = _rows(con, "judged")
+    assert len(judged) == 4 and all(r["teacher_score"] - r["student_score"] == 7 for r in judged)   # MFD
+    assert _count(con, "hard") == 4
+    answered = _rows(con, "answered")
+    assert answered and all(r["teacher_response"].startswith("TEACHER-ANSWER") for r in answered)  # data has responses
+    assert all(r["instruction"].startswith("A new, rarer task") for r in answered)
+
+
+# -------------------------------------------------------------------- LLKD
+def test_llkd_adaptive_per_class_thresholds_and_weights(tmp_path):
+    labels = json.loads((RECIPES / "data/banking77/categories.json").read_text())
+
+    def rule(model, prompt, schema):
+        msg = prompt.split("Message:", 1)[1]
+        return json.dumps(labels[len(msg) % 2])          # two classes, confidences vary with the reply and row
+
+    eng, con = _run("llkd", tmp_path, rule, {"limit": "12"})
+    probed, selected = _rows(con, "probed"), _rows(con, "selected")
+    assert len(probed) == 12 and 0 < len(selected) < 12
+    for r in selected:
+        assert r["label_confidence"] >= r["teacher_threshold"] and r["probe_confidence"] <= r["student_threshold"]
+        assert r["sample_weight"] > 0
+    assert {r["label"] for r in selected} <= {labels[0], labels[1]}
+    assert set(eng.calls) == {"teacher", "student"}
+
+
+def test_every_changed_recipe_cites_its_paper_and_paper_defaults():
+    for name in ("revthink", "new_question", "strategy_auto", "evol_instruct", "tapir_curriculum", "llkd"):
+        text = (RECIPES / f"{name}.synth").read_text()
+        assert re.search(r"\([^)]*20\d\d\)", text), f"{name} cites no paper"
+        assert "Defaults (ours | paper)" in text, f"{name} states no defaults beside the paper's"
+        assert "Models:" in text, f"{name} does not say which model is which"
+
+
+def test_blocklist_is_for_open_instructions_not_math_problems():
+    from synthlang.ops import OPERATORS
+    from synthlang.ops.methods import self_instruct_filter
+
+    qs = [json.loads(x)["question"] for x in (RECIPES / "data/gsm8k/train_first1000.jsonl").read_text().splitlines()]
+    assert sum(1 for q in qs if (self_instruct_filter(q) or "").startswith("mentions")) == 29
+    op = OPERATORS["new_question"]
+    opts = {k: o.default for k, o in op.options.items()} | {"blocklist": []}
+    q = next(q for q in qs if (self_instruct_filter(q) or "").startswith("mentions"))
+    assert op.post({"examples": []}, q, opts) == {"question": q}        # blocklist=[] keeps it
+
+
+def test_label_relations_are_grounded_and_capped():
+    from synthlang.ops import OPERATORS
+
+    op = OPERATORS["label"]
+    opts = {k: o.default for k, o in op.options.items()} | {"mode": "relations", "max_items": 2}
+    op = op.select(opts)
+    schema = op.json_schema(opts)
+    assert schema["properties"]["relations"]["maxItems"] == 2
+    assert schema["properties"]["relations"]["items"]["required"] == ["drug", "effect"]
+    row = {"text": "After starting ibuprofen she developed a rash and nausea; aspirin caused nothing."}
+    reply = json.dumps({"relations": [{"drug": "ibuprofen", "effect": "rash"}, {"drug": "ibuprofen", "effect": "nausea"},
+                                      {"drug": "aspirin", "effect": "hair loss"}, {"drug": "ibuprofen", "effect": "rash"}]})
+    out = op.post(row, reply, opts, [-0.1, -0.1])
+    assert out["relations"] == [{"drug": "ibuprofen", "effect": "rash"}, {"drug": "ibuprofen", "effect": "nausea"}]
+
+
+def test_report_gives_per_class_precision_recall_f1_on_banking77():
+    import csv
+
+    from synthlang.ops import OPERATORS
+    from synthlang.ops.base import RowContext
+
+    with open(RECIPES / "data/banking77/test.csv", encoding="utf-8", newline="") as fh:
+        rows = [r for _, r in zip(range(80), csv.DictReader(fh), strict=False)]
+    cats = sorted({r["category"] for r in rows})
+    # a planted confusion: every third row is predicted as the next class
+    for i, r in enumerate(rows):
+        r["pred"] = cats[(cats.index(r["category"]) + 1) % len(cats)] if i % 3 == 0 else r["category"]
+    op = OPERATORS["report"].select({"per_row": False})
+    opts = {k: o.default for k, o in op.options.items()} | {"by": "category", "predicted": "pred"}
+    out = {f["class"]: f for _, f in op.run_apply(rows, opts, RowContext())}
+    for c in cats:
+        gold_c = [r for r in rows if r["category"] == c]
+        pred_c = [r for r in rows if r["pred"] == c]
+        tp = sum(1 for r in gold_c if r["pred"] == c)
+        assert out[c]["class_recall"] == round(tp / len(gold_c), 4)
+        assert out[c]["class_precision"] == round(tp / len(pred_c) if pred_c else 0.0, 4)
+        assert out[c]["class_accuracy"] == out[c]["class_recall"]
