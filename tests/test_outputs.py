@@ -242,9 +242,9 @@ source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=limit) {
   answer: str
 }
 loop grow(rounds=3) {
-  step written = new_question(seeds, model=m, field=question, k=2, min_words=1)
+  step written = new_question(seeds.new, model=m, field=question, k=2, min_words=1)
   step solved = answer(written, model=m, field=question) -> answer, gold
-  step fresh = dedup(solved, field=question, mode="exact", against=seeds)
+  step fresh = dedup(solved, field=question, mode="exact", against=seeds.all)
   feed seeds from fresh
 }
 step after = filter(seeds, where=len(question) > 0)
