@@ -24,9 +24,10 @@ import duckdb
 import pytest
 from conftest import FAKE_RECIPE, REPO, synth, write
 
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")   # the local test cluster binds loopback only
 ray = pytest.importorskip("ray")
 
-DELAY = "0.25"   # seconds per fake call in the replicas: a 36-call run lasts ~5 s on 2 replicas
+DELAY = "0.5"   # seconds per fake call in the replicas: a 36-call run lasts ~9 s on 2 replicas
 RECIPE = FAKE_RECIPE.replace("limit: int = 4", "limit: int = 12")
 EXPECTED_CALLS = 12 + 24
 
@@ -98,7 +99,8 @@ def test_quickstart_on_embedded_actor_pool_equals_the_local_run(tmp_path, cluste
         run_local(root, "quickstart.synth", *flags)
         dbs[where] = root / ".synth" / "synth.duckdb"
     local, on_ray = snapshot(dbs["local"]), snapshot(dbs["ray"])
-    assert len(local["calls"]) == 4 and len(local["rows"]) >= 2 + 4
+    # 2 seeds, 2 rephrase calls, and an answer call per rephrasing not cut at 40 tokens (the real model decides)
+    assert 2 <= len(local["calls"]) <= 4 and len(local["rows"]) >= 2 + 2
     assert on_ray == local   # same call keys, same replies, same rows (ids, fields, failures), same lineage
     # ... and the Ray run's calls really ran in actor processes, not in the driver
     where = sql(dbs["ray"], "select distinct meta->>'ray_actor', meta->>'ray_pid' from calls")
@@ -140,7 +142,7 @@ def test_driver_killed_then_resumed_on_ray_loses_and_duplicates_nothing(tmp_path
     assert p.returncode == 130
     assert sql(db, "select status from runs") == [("interrupted",)]
     # kill -9 later in the run
-    p = start_then(signal.SIGKILL, sql(db, "select count(*) from calls")[0][0] + 4)
+    p = start_then(signal.SIGKILL, sql(db, "select count(*) from calls")[0][0] + 1)   # the first new commit: ~8 s of calls are left
     assert p.returncode == -signal.SIGKILL
     before = {k: (r, c) for k, r, c in sql(db, "select call_key, run_id, created_at from calls")}
     assert 8 <= len(before) < EXPECTED_CALLS, "the kill must land mid-run"

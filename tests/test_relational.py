@@ -234,7 +234,7 @@ step a = answer(seeds, model=m, field=question, n=2, on_truncation="keep")
 step graded = derive(a, correct = final_answer == gold, words = split(reasoning, " "))
 step prefs = pair(graded, rank=len(reasoning), field=reasoning)
 step per_q = group(graded, by=question, n=count(), acc=mean(correct), answers=list(final_answer))
-step back = reverse(seeds, model=m, on_truncation="keep") -> backward_question
+step back = rephrase(seeds, model=m, on_truncation="keep") -> backward_question   # a second LLM branch (reverse now refuses near-empty backward questions, which a 135M model often writes)
 step both = join(graded, with=back)
 step tokens = explode(graded, field=words) -> word, word_index
 step everything = union(seeds, with=back)

@@ -73,6 +73,10 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, object_st
     Raises:
         ConfigError: Ray is not installed, or the address cannot be reached.
     """
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        # A local cluster on loopback only (Ray otherwise binds the host's public interface). Ray reads this at
+        # import, so it holds when this process had not imported Ray yet; a remote cluster keeps Ray's default.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     t0 = time.perf_counter()
     if not ray.is_initialized():
