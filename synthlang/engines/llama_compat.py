@@ -24,6 +24,18 @@ from typing import Any
 _lock = threading.Lock()
 
 
+def _plain_defaults(orig: Any) -> Any:
+    """Wrap ``llama_model_default_params`` so that the defaults it returns say ``use_extra_bufts=False``."""
+
+    def defaults() -> Any:
+        p = orig()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    return defaults
+
+
 @contextlib.contextmanager
 def plain_buffers() -> Iterator[None]:
     """While active, models loaded by ``llama_cpp.Llama`` use ``use_extra_bufts=False``.
@@ -38,14 +50,7 @@ def plain_buffers() -> Iterator[None]:
 
     with _lock:
         orig = llama_cpp.llama_model_default_params
-
-        def defaults() -> Any:
-            p = orig()
-            if hasattr(p, "use_extra_bufts"):
-                p.use_extra_bufts = False
-            return p
-
-        llama_mod.llama_cpp.llama_model_default_params = defaults
+        llama_mod.llama_cpp.llama_model_default_params = _plain_defaults(orig)
         try:
             yield
         finally:
@@ -54,21 +59,13 @@ def plain_buffers() -> Iterator[None]:
 
 def serve() -> None:
     """Run ``llama_cpp.server``'s command line with :func:`plain_buffers` in force for the whole process."""
+    import runpy
+
     import llama_cpp
     import llama_cpp.llama as llama_mod
 
     if os.environ.get("SYNTH_LLAMA_EXTRA_BUFFERS") != "1":
-        orig = llama_cpp.llama_model_default_params
-
-        def defaults() -> Any:
-            p = orig()
-            if hasattr(p, "use_extra_bufts"):
-                p.use_extra_bufts = False
-            return p
-
-        llama_mod.llama_cpp.llama_model_default_params = defaults
-    import runpy
-
+        llama_mod.llama_cpp.llama_model_default_params = _plain_defaults(llama_cpp.llama_model_default_params)
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 
