@@ -30,6 +30,18 @@ KIND_CHOICE = "choice"
 KIND_NODE = "node"            # the name of a source or step (its rows are handed to the operator)
 
 
+LOCALITY_ROW = "row"
+LOCALITY_GROUP = "group"
+LOCALITY_GLOBAL = "global"
+#: declared locality by operator name (issue 9): row-local operators stream; the rest are barriers.
+LOCALITY: dict[str, str] = {
+    **dict.fromkeys(("generate", "rephrase", "answer", "reverse", "evolve", "label", "judge", "probe", "verify",
+                     "filter", "eliminate", "decontaminate", "derive", "explode"), LOCALITY_ROW),
+    **dict.fromkeys(("dedup", "select", "curriculum", "strategy", "new_question", "report", "group", "pair", "join",
+                     "union"), LOCALITY_GLOBAL),
+}
+
+
 class RowFailure(Exception):
     """Post-processing could not produce a row; the row is stored as failed with this reason."""
 
@@ -181,6 +193,11 @@ class Operator:
             graph (``verify``'s answer type from the extract mode of the step
             that made its field). ``producer(field)`` gives that step's options
             or ``None``.
+        locality: what one output row depends on, for the streaming scheduler:
+            ``row`` (its own input row: streamed batch by batch), ``group`` (the
+            samples of one parent: streamed by whole groups) or ``global`` (the whole
+            input: a barrier for its own subgraph). Empty: looked up by name in
+            :data:`LOCALITY` (``global`` when not listed, the safe choice).
     """
 
     name: str
@@ -202,6 +219,16 @@ class Operator:
     template_vars: tuple[str, ...] = ()
     resolve: Callable[[dict[str, Any], dict[str, str], Callable[[str], dict[str, Any] | None]], dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    locality_: str = ""
+
+    @property
+    def locality(self) -> str:
+        """``row``, ``group`` or ``global`` (see the class docstring)."""
+        if self.locality_:
+            return self.locality_
+        if self.name == "verify" and not self.uses_model and self.apply is not None and self.takes_context:
+            return LOCALITY_GROUP   # the majority vote over one parent's samples
+        return LOCALITY.get(self.name, LOCALITY_GLOBAL)
 
     def wants_logprobs(self, opts: dict[str, Any]) -> int | None:
         """Top-k logprobs to request for a step with these options, or ``None``."""
