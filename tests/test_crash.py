@@ -164,7 +164,8 @@ def test_budget_flag_stops_with_clear_message_and_continues(tmp_path, reference)
 def test_readers_work_while_a_run_writes(tmp_path):
     root = _project(tmp_path)
     db = root / ".synth" / "synth.duckdb"
-    p = start("run", "c.synth", "--quiet", cwd=root, delay=0.15)
+    # 0.8 s a call (~29 s): the bulk writer made the run fast enough that 0.15 s ended it before the readers were done
+    p = start("run", "c.synth", "--quiet", cwd=root, delay=0.8)
     try:
         wait_for_calls(db, 2, p)
         # a second writer is refused at once with a clear message

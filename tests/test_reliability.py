@@ -88,8 +88,9 @@ def test_identical_requests_in_one_run_are_sent_once(project):
     s = _run(project, f, text)
     by = {x.name: x for x in s.steps}
     assert by["seeds"].rows_out == 3                       # three distinct seed rows (same content, own ids)
-    assert by["r"].calls_made == 1 and by["r"].rows_out == 3
-    assert by["r2"].calls_made == 0 and by["r2"].calls_cached == 1 and by["r2"].rows_out == 3
+    # r and r2 stream side by side: whichever asks first makes the call, the other is served (cache or in flight)
+    assert by["r"].calls_made + by["r2"].calls_made == 1 and by["r"].calls_cached + by["r2"].calls_cached == 1
+    assert by["r"].rows_out == 3 and by["r2"].rows_out == 3
     assert len(f.sent) == len({r.key for r in f.sent}) == 1 + 2   # one rephrase, two answer samples
     assert _sql(project, "select count(distinct row_id), count(*) from rows where step='a'") == [(6, 6)]
 

@@ -142,7 +142,8 @@ def test_cli_second_run_through_a_symlinked_db_is_refused(proj):
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SYNTH_FAKE_DELAY": "0.5"}
+    # 1.5 s a call: the first run still holds its lock while the second process starts on a loaded machine
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SYNTH_FAKE_DELAY": "1.5"}
     first = subprocess.Popen([sys.executable, "-m", "synthlang.cli.main", "run", "r.synth", "--db", "db.duckdb", "--quiet"],
                              cwd=proj, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

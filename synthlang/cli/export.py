@@ -11,7 +11,7 @@ import argparse
 from rich.markup import escape
 
 from synthlang.cli.common import add_db, console, db_flag, db_path
-from synthlang.errors import ConfigError
+from synthlang.errors import ConfigError, StoreError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--license", default=None, help="the card's licence (default: from the sources)")
     p.add_argument("--no-card", action="store_true", help="no README.md dataset card in a HF folder")
     p.add_argument("--run", default=None, help="run id (default: the latest run that has the step)")
+    p.add_argument("--recipe", default=None, metavar="NAME",
+                   help="the recipe whose step to export (needed when several recipes in the store have that step)")
     p.add_argument("--include-failed", action="store_true", help="also export rows whose status is failed (plain formats)")
     add_db(p)
 
@@ -82,7 +84,15 @@ def main(args: argparse.Namespace) -> int:
     if fmt in PLAIN and args.system:
         raise ConfigError("--system needs a chat or sharegpt format")
     with Store(db_path(args), read_only=True) as store:
-        res = export_step(store, args.step, args.to, fmt, opts, run_id=args.run, include_failed=args.include_failed)
+        run = args.run
+        if run is None:
+            try:   # issue 9: a step name two recipes share is an error naming them (--recipe picks one)
+                run = store.step_run(args.step, getattr(args, "recipe", None))
+            except StoreError as exc:
+                if "ambiguous" in str(exc) or getattr(args, "recipe", None):
+                    raise ConfigError(str(exc)) from None
+                run = None   # a loop's name, or no such step: export_step finds it or says what exists
+        res = export_step(store, args.step, args.to, fmt, opts, run_id=run, include_failed=args.include_failed)
     for w in res.warnings:
         console.print(f"[yellow]warning[/]: {escape(w)}")
     for n in res.notes:

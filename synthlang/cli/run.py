@@ -67,49 +67,82 @@ def print_actor_stats(factory: Any) -> None:
     console.print(t)
 
 
-class _RichProgress:
-    """A rich progress bar on a terminal; plain progress lines (every 30 s and per step) otherwise."""
+class _StepBar:
+    """One step's share of the progress display: its task, rows done, rows known so far, tokens."""
 
-    def __init__(self, progress: Progress, plain: bool = False) -> None:
-        self.p = progress
-        self.plain = plain
-        self.task: Any = None
-        self.tokens = 0
-        self.t0 = time.perf_counter()
-        self.name = ""
-        self.done = self.total = 0
-        self.last_line = 0.0
-
-    def start_step(self, name: str, total: int) -> None:
-        self.tokens = 0
+    def __init__(self, name: str, total: int, task: Any) -> None:
+        self.name, self.total, self.task = name, total, task
+        self.done = self.tokens = 0
         self.t0 = self.last_line = time.perf_counter()
-        self.name, self.done, self.total = name, 0, total
-        if self.plain:
-            console.print(f"{name}: {total} to do", markup=False)
-        else:
-            self.task = self.p.add_task(name, total=total, tps="")
 
-    def _rate(self) -> str:
+    def rate(self) -> str:
         dt = max(time.perf_counter() - self.t0, 1e-6)
         rates = [f"{self.done / dt:5.1f} rows/s" if self.done else "", f"{self.tokens / dt:6.1f} tok/s" if self.tokens else ""]
         return " ".join(r for r in rates if r)
 
+
+class _RichProgress:
+    """A rich progress bar per step on a terminal; plain progress lines (every 30 s and per step) otherwise.
+
+    Steps run at the same time (issue 9: the runner streams rows between steps, each step in its own
+    thread), so each step gets its own task, found by the thread that reports: ``start_step`` opens it,
+    ``grow`` adds rows as they reach the step (a streamed step's total grows while it runs), ``advance``
+    counts rows done, ``end_step`` closes it. The runner serialises the calls (``_LockedProgress``).
+    """
+
+    def __init__(self, progress: Progress, plain: bool = False) -> None:
+        self.p = progress
+        self.plain = plain
+        self.bars: dict[int, _StepBar] = {}
+        self.last: _StepBar | None = None
+
+    def _bar(self) -> _StepBar | None:
+        import threading
+
+        return self.bars.get(threading.get_ident(), self.last)
+
+    def start_step(self, name: str, total: int) -> None:
+        import threading
+
+        task = None if self.plain else self.p.add_task(name, total=total or None, tps="")
+        self.bars[threading.get_ident()] = self.last = _StepBar(name, total, task)
+        if self.plain and total:
+            console.print(f"{name}: {total} to do", markup=False)
+
+    def grow(self, n: int) -> None:
+        bar = self._bar()
+        if bar is None or n <= 0:
+            return
+        bar.total += n
+        if not self.plain:
+            self.p.update(bar.task, total=bar.total)
+
     def advance(self, n: int = 1, tokens: int = 0) -> None:
-        self.tokens += tokens
-        self.done += n
+        bar = self._bar()
+        if bar is None:
+            return
+        bar.tokens += tokens
+        bar.done += n
         if self.plain:
             now = time.perf_counter()
-            if now - self.last_line >= 30:
-                self.last_line = now
-                console.print(f"{self.name}: {self.done}/{self.total} {self._rate().strip()} "
-                              f"({now - self.t0:.0f} s)", markup=False)
+            if now - bar.last_line >= 30:
+                bar.last_line = now
+                console.print(f"{bar.name}: {bar.done}/{bar.total} {bar.rate().strip()} "
+                              f"({now - bar.t0:.0f} s)", markup=False)
         else:
-            self.p.update(self.task, advance=n, tps=self._rate())
+            self.p.update(bar.task, completed=bar.done, total=max(bar.total, bar.done), tps=bar.rate())
 
     def end_step(self) -> None:
+        import threading
+
+        bar = self.bars.pop(threading.get_ident(), None) or self.last
+        if bar is None:
+            return
         if self.plain:
-            console.print(f"{self.name}: {self.done}/{self.total} done in {time.perf_counter() - self.t0:.1f} s "
-                          f"{self._rate().strip()}", markup=False)
+            console.print(f"{bar.name}: {bar.done}/{bar.total} done in {time.perf_counter() - bar.t0:.1f} s "
+                          f"{bar.rate().strip()}", markup=False)
+        else:
+            self.p.update(bar.task, completed=bar.done, total=max(bar.total, bar.done), tps=bar.rate())
 
 
 def main(args: argparse.Namespace) -> int:

@@ -62,6 +62,8 @@ class Budget:
     spent_usd: float = 0.0
     _in_flight: dict[str, Reservation] = field(default_factory=dict)
     reason: str | None = None
+    _held_tokens: int = field(default=0, repr=False)
+    _held_usd: float = field(default=0.0, repr=False)
     # engines may pull requests (admit) on their own thread while the runner settles results
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -90,8 +92,8 @@ class Budget:
             return self._admit(key, max_tokens + prompt_tokens, (prompt_tokens * price_in + max_tokens * price_out) / 1e6)
 
     def _admit(self, key: str, tok: int, usd: float) -> bool:
-        held_tok = sum(r.tokens for r in self._in_flight.values())
-        held_usd = sum(r.usd for r in self._in_flight.values())
+        # running totals of what the calls in flight hold: O(1) per admit, not a sum over them
+        held_tok, held_usd = self._held_tokens, self._held_usd
         if self.calls is not None and self.spent_calls + len(self._in_flight) + 1 > self.calls:
             self.reason = f"calls budget of {self.calls} reached ({self.spent_calls} made)"
         elif self.tokens is not None and self.spent_tokens + held_tok + tok > self.tokens:
@@ -100,14 +102,23 @@ class Budget:
         elif self.usd is not None and self.spent_usd + held_usd + usd > self.usd:
             self.reason = f"USD budget of {self.usd:g} reached ({self.spent_usd:.4f} spent; the next call may cost {usd:.4f})"
         else:
+            old = self._in_flight.get(key)
+            if old is not None:   # the same key admitted twice holds one reservation
+                self._held_tokens -= old.tokens
+                self._held_usd -= old.usd
             self._in_flight[key] = Reservation(tok, usd)
+            self._held_tokens += tok
+            self._held_usd += usd
             return True
         return False
 
     def settle(self, key: str, prompt_tokens: int, completion_tokens: int, usd: float) -> None:
         """Replace a call's reservation by what it really used."""
         with self._lock:
-            self._in_flight.pop(key, None)
+            r = self._in_flight.pop(key, None)
+            if r is not None:
+                self._held_tokens -= r.tokens
+                self._held_usd -= r.usd
             self.spent_calls += 1
             self.spent_tokens += prompt_tokens + completion_tokens
             self.spent_usd += usd
@@ -116,6 +127,7 @@ class Budget:
         """Drop reservations of calls that will not finish (the run is stopping)."""
         with self._lock:
             self._in_flight.clear()
+            self._held_tokens, self._held_usd = 0, 0.0
 
     def exceeded(self) -> BudgetExceeded:
         """The error that ends a run stopped by this budget."""

@@ -3,8 +3,9 @@
 A body step reads a fed pool explicitly (check/loops.py): ``POOL.all`` is the
 pool before the loop plus every row fed so far; ``POOL.new`` is the rows fed in
 the round before (in round 0, the pool before the loop). Other nodes are read
-whole every round. A body
-step's row ids mix the round into its fingerprint, so the same parent makes a
+whole every round. Each round is a sub-graph of the body, streamed like the top
+level (:mod:`synthlang.execute.scheduler`); the round state lives in the loop
+node. A body step's row ids mix the round into its fingerprint, so the same parent makes a
 different row in each round, and ``rows.round`` / ``lineage.round`` record it.
 Everything is content-addressed, so a run killed mid-loop resumes by replaying
 the rounds: finished rows are reused, finished calls come from the cache, and a
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthlang.errors import ConfigError
+from synthlang.execute.scheduler import round_fingerprint
 from synthlang.expr import evaluate
 from synthlang.plan.keys import digest
 from synthlang.plan.program import LoopSpec
@@ -37,85 +39,89 @@ from synthlang.plan.train import is_allowed as train_allowed
 
 if TYPE_CHECKING:
     from synthlang.execute.runner import Runner
+    from synthlang.execute.scheduler import Graph, Row
 
 Rows = list[tuple[str, dict[str, Any]]]
 
 
-def run_loops_at(runner: Runner, position: int) -> None:
-    """Run every loop placed before top-level step number ``position``."""
-    for lp in runner.program.loops:
-        if lp.position == position:
-            run_loop(runner, lp)
+def run_loop_node(graph: Graph, lp: LoopSpec, inputs: dict[str, list[Row]]) -> dict[str, list[Row]]:
+    """Run one loop to its end, each round a sub-graph of the body (streamed like the top level).
 
+    Args:
+        graph: the graph the loop node belongs to (its runner, store, engines).
+        lp: the loop.
+        inputs: every name the body reads from outside it, whole, in canonical order.
 
-def round_fingerprint(fingerprint: str, round_: int) -> str:
-    """A body step's fingerprint in one round: row ids differ per round."""
-    return digest({"step": fingerprint, "round": round_})
-
-
-def run_loop(runner: Runner, lp: LoopSpec) -> None:
-    """Run one loop to its end; afterwards the pool, body steps and loop name hold all rounds' rows.
+    Returns:
+        The loop's outputs by name: each pool with every row fed back, each body step with all
+        rounds' rows, and the loop's own name with every row fed back (all rounds).
 
     Raises:
         ConfigError: the loop has ``train=`` but its recipe file was not allowed.
     """
+    from synthlang.execute.scheduler import Graph, Row, StepNode, sort_rows
+
     if lp.train and not train_allowed(lp):   # allowed per recipe file and digest (plan/train.py)
         raise ConfigError(f"loop '{lp.name}' runs an external command between rounds ({lp.train!r}); "
                           "allow it with --allow-train RECIPE")
+    runner = graph.runner
     prog = runner.program
     pools = list(dict.fromkeys(p for p, _ in lp.feeds))
     pool_fields = {p: list(prog.node_fields(p)) for p in pools}
-    everything: dict[str, Rows] = {p: list(runner.outputs[p]) for p in pools}
-    seen: dict[str, set[str]] = {p: {rid for rid, _ in everything[p]} for p in pools}
-    current: dict[str, Rows] = {p: list(everything[p]) for p in pools}
-    per_step: dict[str, Rows] = {st.name: [] for st in lp.steps}
-    fed_all: Rows = []
-    try:
-        for r in range(lp.rounds):
-            runner.current_round = r
-            for p in pools:
-                runner.outputs[p] = current[p]
-                runner.pool_all[p] = everything[p]   # `against=POOL` in the body sees the whole pool
-                # lang (issue 10): explicit reads in the body (check/loops.py): POOL.all and POOL.new
-                runner.outputs[f"{p}.all"] = list(everything[p])
-                runner.outputs[f"{p}.new"] = list(current[p])
-            for st in lp.steps:
-                runner._step(replace(st, fingerprint=round_fingerprint(st.fingerprint, r)))
-                runner.summary.steps[-1].name = f"{st.name}[round {r}]"
-                per_step[st.name].extend(runner.outputs[st.name])
-            new: dict[str, Rows] = {p: [] for p in pools}
-            for pool, step in lp.feeds:
-                for rid, data in runner.outputs[step]:
-                    if rid in seen[pool]:
-                        continue
-                    seen[pool].add(rid)
-                    row = (rid, {k: data.get(k) for k in pool_fields[pool]})
-                    new[pool].append(row)
-                    fed_all.append(row)
-            for p in pools:
-                everything[p].extend(new[p])
-                current[p] = new[p]
-            n_new = sum(len(v) for v in new.values())
-            stop = n_new == 0 or r + 1 >= lp.rounds
-            if lp.until is not None and not stop:
-                stats = {"round": r, "new_rows": n_new, "pool_rows": len(everything[pools[0]])}
-                stop = bool(evaluate(lp.until, stats, prog.params))
-            if stop:
-                break
-            if lp.train:
-                _train(runner, lp, r, everything[pools[0]])
-    finally:
-        runner.current_round = 0
+    # the round state lives here, in the loop node's thread
+    everything: dict[str, list[Row]] = {p: list(inputs[p]) for p in pools}
+    seen: dict[str, set[str]] = {p: {r.rid for r in everything[p]} for p in pools}
+    current: dict[str, list[Row]] = {p: list(everything[p]) for p in pools}
+    per_step: dict[str, list[Row]] = {st.name: [] for st in lp.steps}
+    fed_all: list[Row] = []
+    for r in range(lp.rounds):
+        sub = Graph(runner, round_=r, whole=everything)
+        # a body step reads a pool's rows of the last round (all of them in round 0); `against=POOL` reads it whole
+        sub.external = {**inputs, **current}
+        for p in pools:   # lang (issue 10): explicit reads in the body (check/loops.py): POOL.all and POOL.new
+            sub.external[f"{p}.all"] = everything[p]
+            sub.external[f"{p}.new"] = current[p]
+        providers: dict[str, StepNode] = {}
+        for st in lp.steps:
+            node = StepNode(sub, replace(st, fingerprint=round_fingerprint(st.fingerprint, r)), f"{st.name}[round {r}]")
+            sub.add(node)
+            for name in node.main + node.side:
+                sub.connect(providers.get(name), name, node)
+            providers[st.name] = node
+            sub.keep_output(node, st.name)
+        sub.run()
+        if runner._stop is not None:
+            return {}
+        new: dict[str, list[Row]] = {p: [] for p in pools}
+        for st in lp.steps:
+            per_step[st.name].extend(Row(x.rid, x.data, (r, *x.ord), x.parents) for x in sort_rows(sub.kept.get(st.name, [])))
+        for pool, step in lp.feeds:
+            for x in sort_rows(sub.kept.get(step, [])):
+                if x.rid in seen[pool]:
+                    continue
+                seen[pool].add(x.rid)
+                row = Row(x.rid, {k: x.data.get(k) for k in pool_fields[pool]}, (r, *x.ord), x.parents)
+                new[pool].append(row)
+                fed_all.append(row)
         for p in pools:
-            runner.pool_all.pop(p, None)
-            runner.outputs.pop(f"{p}.all", None)
-            runner.outputs.pop(f"{p}.new", None)
+            everything[p] = everything[p] + new[p]
+            current[p] = new[p]
+        n_new = sum(len(v) for v in new.values())
+        stop = n_new == 0 or r + 1 >= lp.rounds
+        if lp.until is not None and not stop:
+            stats = {"round": r, "new_rows": n_new, "pool_rows": len(everything[pools[0]])}
+            stop = bool(evaluate(lp.until, stats, prog.params))
+        if stop:
+            break
+        if lp.train:
+            _train(runner, lp, r, [(x.rid, x.data) for x in everything[pools[0]]])
+    out: dict[str, list[Row]] = {}
     for p in pools:
-        runner.outputs[p] = everything[p]
+        out[p] = [Row(x.rid, x.data, (j,), x.parents) for j, x in enumerate(everything[p])]
     for name, rows in per_step.items():
-        runner.outputs[name] = rows
-    runner.outputs[lp.name] = fed_all
-    runner.store.refresh_views({st.name: st.fields_out for st in lp.steps})
+        out[name] = rows
+    out[lp.name] = [Row(x.rid, x.data, (j,), x.parents) for j, x in enumerate(fed_all)]
+    return out
 
 
 def _train(runner: Runner, lp: LoopSpec, round_: int, pool: Rows) -> None:

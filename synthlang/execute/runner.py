@@ -1,9 +1,10 @@
 """The runner: executes a checked :class:`Program` against engines and the store.
 
-This is the only place that wires engines to the store. For each step in
-dependency order it plans the output row ids, reuses rows an earlier run
-finished, answers calls from the call cache, sends the rest to the engine as
-one batch, and commits each result with its rows and lineage as it arrives.
+This is the only place that wires engines to the store. It builds the node
+graph of :mod:`synthlang.execute.scheduler` (sources, steps, loops) and drives
+it: each step plans its output row ids, reuses rows an earlier run finished,
+answers calls from the call cache and hands the rest to its model's dispatcher;
+finished calls and rows go to the store's bulk writer as they arrive.
 """
 
 from __future__ import annotations
@@ -21,12 +22,23 @@ from typing import Any, Protocol
 from synthlang import __version__
 from synthlang.engines import Engine, Request, Result, create_engine
 from synthlang.engines.base import SamplingParams
-from synthlang.errors import BudgetExceeded, EngineError
-from synthlang.execute.budget import Budget, call_cost, prompt_estimate
+from synthlang.errors import BudgetExceeded, EngineError, InternalError, StoreError
+from synthlang.execute.budget import Budget, call_cost
+from synthlang.execute.scheduler import (
+    SOURCE_CHUNK,
+    Dispatcher,
+    Graph,
+    LoopNode,
+    Node,
+    Row,
+    SourceNode,
+    StepNode,
+    ord_text,
+)
 from synthlang.execute.sources import load_source
-from synthlang.ops.base import KIND_NODE, RowContext, RowFailure
+from synthlang.ops.base import RowContext, RowFailure
 from synthlang.plan.keys import call_key, digest, row_id
-from synthlang.plan.program import ModelSpec, Program, SourceSpec, StepSpec
+from synthlang.plan.program import LoopSpec, ModelSpec, Program, SourceSpec, StepSpec
 from synthlang.plan.reuse import relaxed_key, reuse_stopped_calls
 from synthlang.store import Store
 from synthlang.templates import TemplateError, render, template_hash
@@ -40,6 +52,8 @@ class Progress(Protocol):
     def advance(self, n: int = 1, tokens: int = 0) -> None: ...
 
     def end_step(self) -> None: ...
+
+    # optional: ``grow(n)`` adds n rows to the calling step's total (a streamed step learns its total as rows arrive)
 
 
 class _NoProgress:
@@ -111,8 +125,7 @@ class RunSummary:
 
 @dataclass
 class _Task:
-    parent_id: str
-    parent: dict[str, Any]
+    parent: Row
     sample: int
     row_id: str
     key: str = ""
@@ -121,14 +134,45 @@ class _Task:
     sampling: SamplingParams | None = None
     json_schema: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    nomax: str | None = None   # the call key without max_tokens (plan/reuse.py, issue 11 item 15)
+
+    @property
+    def parent_id(self) -> str:
+        return self.parent.rid
+
+
+class _LockedProgress:
+    """Serialises progress reports from the node threads (the CLI's reporter is not thread-safe)."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+
+    def start_step(self, name: str, total: int) -> None:
+        with self.lock:
+            self.inner.start_step(name, total)
+
+    def advance(self, n: int = 1, tokens: int = 0) -> None:
+        with self.lock:
+            self.inner.advance(n, tokens)
+
+    def grow(self, n: int) -> None:
+        grow = getattr(self.inner, "grow", None)
+        if grow is not None:
+            with self.lock:
+                grow(n)
+
+    def end_step(self) -> None:
+        with self.lock:
+            self.inner.end_step()
 
 
 class Runner:
-    """Runs a program once.
+    """Runs a program once: builds the node graph (see :mod:`synthlang.execute.scheduler`) and drives it.
 
     Args:
         program: the checked recipe.
-        store: the open store (written as results arrive).
+        store: the open store (written in bulk as results arrive).
         progress: progress reporter.
         engine_factory: builds an engine from a :class:`ModelSpec`
             (tests inject the fake engine here).
@@ -143,24 +187,29 @@ class Runner:
                  budget: Budget | None = None, retry_failed: bool = False) -> None:
         self.program = program
         self.store = store
-        self.progress = progress or _NoProgress()
+        self.progress = _LockedProgress(progress or _NoProgress())
         self.engine_factory = engine_factory or (lambda m: create_engine(m.kind, m.model_id, m.options))
         self.engines: dict[str, Engine] = {}
+        self.dispatchers: dict[str, Dispatcher] = {}
         self.argv = argv or []
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.summary = RunSummary(self.run_id, program.name, str(store.path))
-        self.outputs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        self.current_round = 0   # set by execute/loops.py while a loop body runs
-        self.pool_all: dict[str, list[tuple[str, dict[str, Any]]]] = {}   # a running loop's whole pools
-        self.revisions: dict[str, tuple[str, str]] = {}   # lang: loop -> (checkpoint, revision) of its last train
         self.budget = budget if budget is not None else Budget.from_limits(program.budget)
         self.retry_failed = retry_failed
+        self.revisions: dict[str, tuple[str, str]] = {}   # lang: loop -> (checkpoint, revision) of its last train
         self._stop: str | None = None
-        self._nomax: dict[str, str] = {}   # safety (issue 11 item 15): call key -> key without max_tokens
+        self._error: BaseException | None = None
+        self._lock = threading.RLock()
+        #: (monotonic time, step, "first_send" | "last_result") of each LLM step: what tests and benches read
+        self.events: list[tuple[float, str, str]] = []
+        #: every step waits for its whole input (the pre-streaming behaviour; benches compare against it)
+        self.barrier = False
+        if getattr(store, "on_blocked", None) is None:   # issue 11 item 9: say once what keeps the file
+            store.on_blocked = lambda msg: sys.stderr.write(f"warning: {msg}\n")
 
     # ------------------------------------------------------------------ driver
     def run(self) -> RunSummary:
-        """Execute every source and step, then the exports.
+        """Execute every source, step and loop as one streaming graph, then the exports.
 
         Raises:
             DataError: bad seed data (nothing generated is lost).
@@ -177,19 +226,17 @@ class Runner:
         status = "failed"
         restore = self._install_signal_handlers()
         try:
-            for src in prog.sources.values():
-                self._source(src)
-            from synthlang.execute.loops import run_loops_at
-
-            for i, st in enumerate(prog.steps):
-                run_loops_at(self, i)
-                self._check_stop()
-                self._step(st)
-            run_loops_at(self, len(prog.steps))
+            graph = self._build_graph()
+            graph.run()
+            self.store.flush()
+            self._check_stop()
             self.store.refresh_views({st.name: st.fields_out for st in prog.steps}
-                                     | {s.name: prog.node_fields(s.name) for s in prog.sources.values()})
+                                     | {st.name: st.fields_out for lp in prog.loops for st in lp.steps}
+                                     | {s.name: prog.node_fields(s.name) for s in prog.sources.values()},
+                                     recipe=prog.name)
             from synthlang.execute.export import export_program
 
+            # exports stream from the store in canonical order (run_rows.ord, outputs/read.py)
             export_program(self.store, prog, self.run_id, self.summary)
             status = "finished"
         except KeyboardInterrupt:
@@ -203,54 +250,98 @@ class Runner:
             self.summary.status = status
             self.summary.wall_s = time.perf_counter() - t0
             s = self.summary
-            self.store.finish_run(self.run_id, status, {
-                "calls_made": s.calls_made, "calls_cached": s.calls_cached, "prompt_tokens": s.prompt_tokens,
-                "completion_tokens": s.completion_tokens, "wall_s": s.wall_s})
+            unwritten: BaseException | None = None
+            try:
+                self.store.finish_run(self.run_id, status, {
+                    "calls_made": s.calls_made, "calls_cached": s.calls_cached, "prompt_tokens": s.prompt_tokens,
+                    "completion_tokens": s.completion_tokens, "wall_s": s.wall_s})
+            except StoreError as exc:   # the file is held elsewhere (issue 11 item 9): the journal keeps the calls
+                unwritten = exc
             for e in self.engines.values():
                 try:
                     e.close()
                 except Exception:  # noqa: BLE001 - closing must not hide the real error
                     pass
+            if unwritten is not None and sys.exc_info()[1] is None:
+                raise unwritten
         return self.summary
 
+    def _build_graph(self) -> Graph:
+        """Sources, then top-level steps and loops in program order, each wired to the latest provider of its inputs."""
+        prog = self.program
+        g = Graph(self)
+        providers: dict[str, Node] = {}
+        for src in prog.sources.values():
+            providers[src.name] = g.add(SourceNode(g, src))
+
+        def wire(node: Node) -> None:
+            for name in node.main + node.side:
+                if name not in providers:
+                    raise InternalError(f"step '{node.name}' reads '{name}', which nothing provides")
+                g.connect(providers[name], name, node)
+
+        for i in range(len(prog.steps) + 1):
+            for lp in prog.loops:
+                if lp.position == i:
+                    node = LoopNode(g, lp, loop_inputs(lp))
+                    wire(g.add(node))
+                    for name in node.provides:
+                        providers[name] = node
+            if i < len(prog.steps):
+                st = prog.steps[i]
+                node = g.add(StepNode(g, st))
+                wire(node)
+                providers[st.name] = node
+        return g
+
+    def _fail(self, exc: BaseException) -> None:
+        """A node or engine thread failed: stop the run; the first error is raised by :meth:`run`."""
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+            self._stop = self._stop or "error"
+
+    def _add_stats(self, stats: StepStats) -> None:
+        with self._lock:
+            self.summary.steps.append(stats)
+
     # ----------------------------------------------------------------- sources
-    def _source(self, src: SourceSpec) -> None:
+    def _source_rows(self, src: SourceSpec, node: Node) -> None:
+        """Load a source, write its new rows in one batch, link reused ones, emit them in chunks."""
         t0 = time.perf_counter()
         stats = StepStats(src.name, "source")
+        self._add_stats(stats)
         rows = load_source(src, self.program.params, store=self.store)
         seen: dict[str, int] = defaultdict(int)
-        out: list[tuple[str, dict[str, Any]]] = []
-        for data in rows:
+        out: list[Row] = []
+        for i, data in enumerate(rows):
             content = digest(data)
             k = seen[content]
             seen[content] += 1
-            out.append((row_id(src.fingerprint, [content], k), data))
-        existing = self.store.ok_rows([rid for rid, _ in out])
-        new = [{"row_id": rid, "parents": (), "data": data, "step_fingerprint": src.fingerprint, "operator": "source"}
-               for rid, data in out if rid not in existing]
-        self.store.write_rows(self.run_id, src.name, new)
-        self.store.mark_reused(self.run_id, src.name, [rid for rid, _ in out if rid in existing])
+            out.append(Row(row_id(src.fingerprint, [content], k), data, (i,)))
+        del rows
+        # a small first chunk: the first calls go out while the rest of the source is written
+        bounds = [0, min(len(out), 64)] + list(range(64 + SOURCE_CHUNK, len(out), SOURCE_CHUNK)) + [len(out)]
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            if hi <= lo:
+                continue
+            chunk = out[lo:hi]
+            existing = self.store.ok_rows([r.rid for r in chunk])
+            self.store.write_rows(self.run_id, src.name, [
+                {"row_id": r.rid, "parents": (), "data": r.data, "step_fingerprint": src.fingerprint,
+                 "operator": "source", "ord": ord_text(r.ord)} for r in chunk if r.rid not in existing])
+            reused = [r for r in chunk if r.rid in existing]
+            self.store.mark_reused(self.run_id, src.name, [r.rid for r in reused], [ord_text(r.ord) for r in reused])
+            stats.rows_reused += len(reused)
+            node.emit(src.name, chunk)
+            if self._stop is not None:
+                break
         stats.rows_out = len(out)
-        stats.rows_reused = len(out) - len(new)
         stats.seconds = time.perf_counter() - t0
-        self.outputs[src.name] = out
-        self.summary.steps.append(stats)
         self._record_step(src.name, stats, {"fingerprint": src.fingerprint, "operator": "source", "input": None})
 
     # ------------------------------------------------------------------- steps
-    def _step(self, st: StepSpec) -> None:
-        t0 = time.perf_counter()
-        stats = StepStats(st.name, st.op.name)
-        parents = self.outputs[st.input]
-        stats.rows_in = len(parents)
-        self.summary.steps.append(stats)
-        if st.op.uses_model:
-            out = self._llm_step(st, parents, stats)
-        else:
-            out = self._row_step(st, parents, stats)
-        self.outputs[st.name] = out
-        stats.rows_out = len(out)
-        stats.seconds = time.perf_counter() - t0
+    def _record_step_spec(self, st: StepSpec, stats: StepStats) -> None:
         m = st.model
         self._record_step(st.name, stats, {
             "fingerprint": st.fingerprint, "operator": st.op.name, "input": st.input,
@@ -268,77 +359,58 @@ class Runner:
 
     def _row_record(self, st: StepSpec, task_parent: str, sample: int, rid: str, data: dict[str, Any],
                     status: str = "ok", error: str | None = None, raw: str | None = None,
-                    key: str | None = None, parents: tuple[str, ...] | None = None) -> dict[str, Any]:
+                    key: str | None = None, parents: tuple[str, ...] | None = None, round_: int = 0,
+                    ord_: tuple[int, ...] = ()) -> dict[str, Any]:
         return {
             "row_id": rid, "parents": parents if parents is not None else (task_parent,), "data": data,
             "status": status, "error": error, "raw": raw, "call_key": key, "sample_index": sample,
-            "step_fingerprint": st.fingerprint, "operator": st.op.name, "round": self.current_round,
-            "model": st.model.name if st.model else None,
+            "step_fingerprint": st.fingerprint, "operator": st.op.name, "round": round_,
+            "model": st.model.name if st.model else None, "ord": ord_text(ord_),
             "template_hash": template_hash(st.opts["prompt"]) if st.opts.get("prompt") else None,
         }
 
-    def _row_step(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]], stats: StepStats) -> list[tuple[str, dict[str, Any]]]:
+    def _row_batch(self, st: StepSpec, parents: list[Row], ctx: RowContext, stats: StepStats, round_: int,
+                   global_: bool) -> list[Row]:
+        """Apply a row operator to a batch (row-local) or to its whole input (global); write and return the rows."""
         assert st.op.apply is not None
-        self.progress.start_step(st.name, len(parents))
-        results = st.op.run_apply([d for _, d in parents], st.opts, self._context(st, parents))
-        out: list[tuple[str, dict[str, Any]]] = []
+        results = st.op.run_apply([r.data for r in parents], st.opts, ctx)
+        out: list[Row] = []
         records = []
         per_parent: dict[tuple[Any, ...], int] = defaultdict(int)
-        node_rows = self._node_rows(st)
-        for idx, fields in results:
+        for j, (idx, fields) in enumerate(results):
             # lang (issue 10): an index is an input row (int) or row j of another node ((node, j), ops/relational.py)
-            pids = tuple(parents[i][0] if isinstance(i, int) else node_rows[i[0]][i[1]][0] for i in idx)
+            pids = tuple(parents[i].rid if isinstance(i, int) else ctx.node_ids[i[0]][i[1]] for i in idx)
             k = per_parent[idx]
             per_parent[idx] += 1
             rid = row_id(st.fingerprint, pids, k)
-            data = {**parents[idx[0]][1], **{st.rename.get(f, f): v for f, v in fields.items()}} if idx and st.op.inherit else \
-                {st.rename.get(f, f): v for f, v in fields.items()}
-            out.append((rid, data))
-            records.append(self._row_record(st, pids[0] if pids else "", k, rid, data, parents=pids))
+            first = parents[idx[0]] if idx and isinstance(idx[0], int) else None
+            data = {**first.data, **{st.rename.get(f, f): v for f, v in fields.items()}} if first is not None and st.op.inherit \
+                else {st.rename.get(f, f): v for f, v in fields.items()}
+            o = (j,) if global_ or first is None else first.ord + (k,)
+            out.append(Row(rid, data, o, pids))
+            records.append(self._row_record(st, pids[0] if pids else "", k, rid, data, parents=pids, round_=round_, ord_=o))
         existing = self.store.ok_rows([r["row_id"] for r in records])
         self.store.write_rows(self.run_id, st.name, [r for r in records if r["row_id"] not in existing])
-        self.store.mark_reused(self.run_id, st.name, list(existing))
-        stats.rows_reused = len(existing)
+        self.store.mark_reused(self.run_id, st.name, list(existing),
+                               [r["ord"] for r in records if r["row_id"] in existing])
+        stats.rows_reused += len(existing)
         self.progress.advance(len(parents))
-        self.progress.end_step()
         return out
 
-    def _node_rows(self, st: StepSpec) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        """Rows (id, data) of each ``node`` option of a step, by node name."""
-        nodes = {}
-        for name, spec in st.op.options.items():
-            ref = st.opts.get(name)
-            if spec.kind == KIND_NODE and isinstance(ref, str) and ref in self.outputs:
-                nodes[ref] = self.pool_all.get(ref, self.outputs[ref])
-        return nodes
-
-    def _context(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]]) -> RowContext:
-        """The :class:`RowContext` for a step: round, params, rows of ``node`` options, parent ids."""
-        node_rows = self._node_rows(st)
-        pids = self.store.parents_of([rid for rid, _ in parents]) if st.op.takes_context else {}
-        return RowContext(round=self.current_round, params=dict(self.program.params),
-                          nodes={k: [d for _, d in v] for k, v in node_rows.items()},
-                          row_ids=[rid for rid, _ in parents], parent_ids=[pids.get(rid, ()) for rid, _ in parents],
-                          base_dir=self.program.base_dir, node_ids={k: [r for r, _ in v] for k, v in node_rows.items()},
-                          lineage=self._lineage if st.op.extra.get("needs_lineage") else None)
-
-    def _lineage(self, row_ids: list[str]) -> dict[str, tuple[str, ...]]:
-        """lang (issue 10): the parents of each row and of all its ancestors, from the lineage table (join/pair)."""
-        up: dict[str, tuple[str, ...]] = {}
-        frontier = set(row_ids)
-        while frontier:
-            got = self.store.parents_of(sorted(frontier))
-            up.update({r: got.get(r, ()) for r in frontier})
-            frontier = {p for ps in got.values() for p in ps if p not in up}
-        return up
-
     def _engine(self, m: ModelSpec) -> Engine:
-        if m.name not in self.engines:
-            engine = self.engine_factory(m)
-            if hasattr(engine, "attach_store"):   # batch-mode engines keep their job ids in the store
-                engine.attach_store(self.store)
-            self.engines[m.name] = engine
-        return self.engines[m.name]
+        with self._lock:
+            if m.name not in self.engines:
+                engine = self.engine_factory(m)
+                if hasattr(engine, "attach_store"):   # batch-mode engines keep their job ids in the store
+                    engine.attach_store(self.store)
+                self.engines[m.name] = engine
+            return self.engines[m.name]
+
+    def _dispatcher(self, m: ModelSpec) -> Dispatcher:
+        with self._lock:
+            if m.name not in self.dispatchers:
+                self.dispatchers[m.name] = Dispatcher(self, m)
+            return self.dispatchers[m.name]
 
     def _trained(self, m: ModelSpec) -> ModelSpec:
         """lang (issue 10): a ``trained_by=LOOP`` model after that loop trained: its checkpoint and revision.
@@ -355,98 +427,23 @@ class Runner:
         model_id = path if m.kind in ("embedded", "vllm") else m.model_id
         return replace(m, name=f"{m.name}@{rev[:12]}", model_id=model_id, key_options={**m.key_options, "revision": rev})
 
-    def _llm_step(self, st: StepSpec, parents: list[tuple[str, dict[str, Any]]], stats: StepStats) -> list[tuple[str, dict[str, Any]]]:
-        m = self._trained(st.model) if st.model is not None else None
-        assert m is not None and st.op.postprocess is not None
-        n = int(st.opts.get("n") or 1)
-        extras: list[dict[str, Any]] = [{} for _ in parents]
-        if st.op.prepare is not None:
-            extras = st.op.prepare([d for _, d in parents], st.opts, self._context(st, parents))
-        schema = st.op.json_schema(st.opts) if st.op.json_schema else None
-        lp = st.op.wants_logprobs(st.opts)
-        tasks = [_Task(pid, pdata, k, row_id(st.fingerprint, (pid,), k), json_schema=ex.get("__schema__", schema),
-                       extra={x: v for x, v in ex.items() if x != "__schema__"})
-                 for (pid, pdata), ex in zip(parents, extras, strict=True) for k in range(int(ex.get("__n__", n)))]
-        self.progress.start_step(st.name, len(tasks))
-        done = self.store.ok_rows([t.row_id for t in tasks])
-        results: dict[str, dict[str, Any]] = dict(done)
-        stats.rows_reused = len(done)
-        if done:
-            self.store.mark_reused(self.run_id, st.name, list(done))
-            self.progress.advance(len(done))
-        todo = [t for t in tasks if t.row_id not in done]
-
-        sampling = self._sampling(m, st)
-        sampling_key = sampling.key_dict()
-        failed_now: list[dict[str, Any]] = []
-        for t in todo:
-            try:
-                t.messages = self._messages(st, {**t.parent, **{k: v for k, v in t.extra.items() if k != "__n__"}})
-            except TemplateError as exc:
-                failed_now.append(self._row_record(st, t.parent_id, t.sample, t.row_id, t.parent, "failed",
-                                                   f"template failed to render: {exc}"))
-                continue
-            t.sampling = sampling
-            t.key, t.seed = call_key(m.kind, m.model_id, list(t.messages), sampling_key, t.sample,
-                                     st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), lp)
-            self._nomax[t.key] = relaxed_key(m.kind, m.model_id, list(t.messages), sampling_key, t.sample,  # item 15
-                                             st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), lp)
-        if failed_now:
-            self.store.write_rows(self.run_id, st.name, failed_now)
-            stats.rows_failed += len(failed_now)
-            self.progress.advance(len(failed_now))
-        todo = [t for t in todo if t.key]
-
-        by_key: dict[str, list[_Task]] = defaultdict(list)
-        for t in todo:
-            by_key[t.key].append(t)
-        cached = self.store.get_calls(list(by_key))
-        retry = self._retry_keys(todo)
-        for key in retry:
-            cached.pop(key, None)
-        # safety (issue 11 item 15): a call that stopped on its own under another max_tokens is reused (plan/reuse.py)
-        cached.update(reuse_stopped_calls(self.store, by_key, cached, self._nomax, sampling.max_tokens, retry))
-        # Rows from cached calls cost no call, so they are committed in chunks rather than one
-        # transaction per call (a post-processing change recomputes a whole step from the cache).
-        batch: list[dict[str, Any]] = []
-        for key, call in cached.items():
-            stats.calls_cached += 1
-            batch.extend(self._post_rows(st, by_key[key], call, stats, results))
-            if len(batch) >= 512:
-                self.store.write_rows(self.run_id, st.name, batch)
-                batch = []
-        if batch:
-            self.store.write_rows(self.run_id, st.name, batch)
-        if cached:
-            self.progress.advance(sum(len(by_key[k]) for k in cached))
-        pending = [ts[0] for key, ts in by_key.items() if key not in cached]
-        if pending:
-            engine = self._engine(m)
-            reqs = [Request(t.key, t.messages, sampling, t.seed, lp, t.json_schema) for t in pending]
-            self.store.release(force=True)   # free the file for readers while the engine works
-            for res in engine.generate(self._admit(reqs, m)):
-                ts = by_key[res.key]
-                self._settle(m, res)
-                stats.calls_made += 1
-                stats.prompt_tokens += res.prompt_tokens
-                stats.completion_tokens += res.completion_tokens
-                call = self._call_record(m, ts[0], res)
-                self._finish(st, ts, call, stats, results, new_call=call)
-            self._check_stop()
-        self.progress.end_step()
-        return [(t.row_id, results[t.row_id]) for t in tasks if t.row_id in results]
+    def _lineage(self, row_ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """lang (issue 10): the parents of each row and of all its ancestors, from the lineage table (join/pair)."""
+        self.store.flush(release=False)   # ancestors made in this run may still be buffered
+        up: dict[str, tuple[str, ...]] = {}
+        frontier = set(row_ids)
+        while frontier:
+            got = self.store.parents_of(sorted(frontier))
+            up.update({r: got.get(r, ()) for r in frontier})
+            frontier = {p for ps in got.values() for p in ps if p not in up}
+        return up
 
     def _sampling(self, m: ModelSpec, st: StepSpec) -> SamplingParams:
-        sp = m.sampling
-        over = {k: st.opts[k] for k in ("temperature", "top_p", "max_tokens") if st.opts.get(k) is not None}
-        if over:
-            from dataclasses import replace
+        """The step's effective sampling params, resolved once onto the step (:attr:`StepSpec.sampling`)."""
+        return st.sampling or m.sampling
 
-            sp = replace(sp, **over)
-        return sp
-
-    def _messages(self, st: StepSpec, row: dict[str, Any]) -> tuple[dict[str, str], ...]:
-        values = {**self.program.params, "round": self.current_round, **row}
+    def _messages(self, st: StepSpec, row: dict[str, Any], round_: int) -> tuple[dict[str, str], ...]:
+        values = {**self.program.params, "round": round_, **row}
         if st.op.prompt_vars:
             values.update(st.op.prompt_vars(row, st.opts))
         msgs: list[dict[str, str]] = []
@@ -462,21 +459,16 @@ class Runner:
             "sampling": t.sampling.key_dict(), "seed": t.seed, "sample_index": t.sample, "json_schema": t.json_schema,
             "text": res.text, "finish_reason": res.finish_reason, "prompt_tokens": res.prompt_tokens,
             "completion_tokens": res.completion_tokens, "latency_s": res.latency_s, "error": res.error,
-            "logprobs": res.logprobs, "meta": res.meta, "key_nomax": self._nomax.get(t.key),   # item 15
+            "logprobs": res.logprobs, "meta": res.meta, "key_nomax": t.nomax,   # issue 11 item 15
         }
 
-    def _finish(self, st: StepSpec, tasks: list[_Task], call: dict[str, Any], stats: StepStats,
-                results: dict[str, dict[str, Any]], new_call: dict[str, Any] | None) -> None:
-        """Post-process one new call's reply into rows and commit the call with them in one transaction."""
-        records = self._post_rows(st, tasks, call, stats, results)
-        self.store.commit_result(self.run_id, st.name, new_call, records)
-        self.progress.advance(len(tasks), int(call.get("completion_tokens") or 0) if new_call else 0)
-
     def _post_rows(self, st: StepSpec, tasks: list[_Task], call: dict[str, Any], stats: StepStats,
-                   results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        """Row records (ok or failed with its reason) for every task that asked this call; pure but for stats."""
+                   round_: int) -> tuple[list[dict[str, Any]], list[Row | None]]:
+        """Row records (ok or failed with its reason) for every task that asked this call, and each task's Row
+        (``None`` when it failed); pure but for stats."""
         assert st.op.postprocess is not None
         records = []
+        made: list[Row | None] = []
         for t in tasks:
             text = call.get("text") or ""
             err: str | None = None
@@ -491,18 +483,22 @@ class Runner:
             if err is None:
                 try:
                     truncated = {"__truncated__": True} if call.get("finish_reason") == "length" else {}
-                    fields = st.op.post({**t.parent, **t.extra, **truncated}, text, st.opts, call.get("logprobs"))
+                    fields = st.op.post({**t.parent.data, **t.extra, **truncated}, text, st.opts, call.get("logprobs"))
                 except RowFailure as exc:
                     err = str(exc)
+            o = t.parent.ord + (t.sample,)
             if err is not None:
                 stats.rows_failed += 1
-                records.append(self._row_record(st, t.parent_id, t.sample, t.row_id, t.parent, "failed", err, text, t.key))
+                records.append(self._row_record(st, t.parent_id, t.sample, t.row_id, t.parent.data, "failed", err, text,
+                                                t.key, round_=round_, ord_=o))
+                made.append(None)
                 continue
-            base = t.parent if st.op.inherit else {}
+            base = t.parent.data if st.op.inherit else {}
             data = {**base, **{st.rename.get(f, f): v for f, v in fields.items()}}
-            results[t.row_id] = data
-            records.append(self._row_record(st, t.parent_id, t.sample, t.row_id, data, raw=None, key=t.key))
-        return records
+            records.append(self._row_record(st, t.parent_id, t.sample, t.row_id, data, raw=None, key=t.key,
+                                            round_=round_, ord_=o))
+            made.append(Row(t.row_id, data, o, (t.parent_id,)))
+        return records, made
 
     # ------------------------------------------------- stop, budget and retry
     # Kept apart from the step flow above: admission of each request (interrupt
@@ -533,22 +529,12 @@ class Runner:
         return restore
 
     def _check_stop(self) -> None:
+        if self._error is not None:
+            raise self._error
         if self._stop == "budget":
             raise self.budget.exceeded()
         if self._stop is not None:
             raise KeyboardInterrupt
-
-    def _admit(self, reqs: list[Request], m: ModelSpec) -> Any:
-        """Yield requests to the engine one by one while no stop was asked and the budget allows."""
-        price_in, price_out = float(m.options.get("price_input") or 0), float(m.options.get("price_output") or 0)
-        for r in reqs:
-            if self._stop is not None:
-                return
-            if self.budget.limited and not self.budget.admit(r.key, r.sampling.max_tokens, prompt_estimate(r.messages),
-                                                             price_in, price_out):
-                self._stop = "budget"
-                return
-            yield r
 
     def _settle(self, m: ModelSpec, res: Result) -> None:
         self.budget.settle(res.key, res.prompt_tokens, res.completion_tokens,
@@ -565,6 +551,206 @@ class Runner:
                 keys.add(t.key)
                 t.seed = int(digest([t.key, self.run_id], 8), 16) & 0x7FFFFFFF
         return keys
+
+
+class LLMStep:
+    """The LLM half of a :class:`StepNode`: tasks per batch, cache, engine requests, rows per finished parent.
+
+    A parent's rows are released downstream together, once every sample of it is
+    done (ok, failed or cancelled), so a per-parent group operator after it sees whole groups.
+    """
+
+    def __init__(self, runner: Runner, node: Node, st: StepSpec, stats: StepStats, round_: int) -> None:
+        assert st.model is not None and st.op.postprocess is not None
+        self.runner, self.node, self.st, self.stats, self.round = runner, node, st, stats, round_
+        self.m = runner._trained(st.model)   # a trained_by=LOOP model after its loop trained (lang, issue 10)
+        self.n = int(st.opts.get("n") or 1)
+        self.schema = st.op.json_schema(st.opts) if st.op.json_schema else None
+        self.lp = st.op.wants_logprobs(st.opts)
+        self.sampling = runner._sampling(self.m, st)
+        self.sampling_key = self.sampling.key_dict()
+        self.inflight: dict[str, list[_Task]] = {}
+        self.groups: dict[int, list[Any]] = {}    # id of the parent row -> [tasks left, rows made]
+        self.ready: list[Row] = []
+        self.dispatcher = runner._dispatcher(self.m)
+        self.dispatcher.register()
+        self.sent = 0
+        runner.progress.start_step(node.display if hasattr(node, "display") else st.name, 0)
+
+    def busy(self) -> bool:
+        return bool(self.inflight)
+
+    def take_ready(self) -> list[Row]:
+        out, self.ready = self.ready, []
+        return out
+
+    def close(self) -> None:
+        self.dispatcher.unregister()
+        self.runner.progress.end_step()
+
+    def _done(self, t: _Task, row: Row | None) -> None:
+        g = self.groups[id(t.parent)]
+        g[0] -= 1
+        if row is not None:
+            g[1].append(row)
+        if g[0] == 0:
+            del self.groups[id(t.parent)]
+            self.ready.extend(sorted(g[1], key=lambda r: r.ord))
+
+    def add(self, parents: list[Row], ctx: RowContext) -> None:
+        """Plan the tasks of a batch of parent rows: reuse, render, answer from the cache, send the rest."""
+        r, st, stats = self.runner, self.st, self.stats
+        extras: list[dict[str, Any]] = [{} for _ in parents]
+        if st.op.prepare is not None:
+            extras = st.op.prepare([p.data for p in parents], st.opts, ctx)
+        tasks = [_Task(p, k, row_id(st.fingerprint, (p.rid,), k), json_schema=ex.get("__schema__", self.schema),
+                       extra={x: v for x, v in ex.items() if x != "__schema__"})
+                 for p, ex in zip(parents, extras, strict=True) for k in range(int(ex.get("__n__", self.n)))]
+        r.progress.grow(len(tasks))
+        for p, ex in zip(parents, extras, strict=True):
+            self.groups[id(p)] = [int(ex.get("__n__", self.n)), []]
+        for p, ex in zip(parents, extras, strict=True):
+            if int(ex.get("__n__", self.n)) == 0:
+                del self.groups[id(p)]
+        done = r.store.ok_rows([t.row_id for t in tasks])
+        if done:
+            stats.rows_reused += len(done)
+            reused = [t for t in tasks if t.row_id in done]
+            r.store.mark_reused(r.run_id, st.name, [t.row_id for t in reused],
+                                [ord_text(t.parent.ord + (t.sample,)) for t in reused])
+            for t in reused:
+                self._done(t, Row(t.row_id, done[t.row_id], t.parent.ord + (t.sample,), (t.parent_id,)))
+            r.progress.advance(len(done))
+        todo = [t for t in tasks if t.row_id not in done]
+        failed_now: list[dict[str, Any]] = []
+        m = self.m
+        for t in todo:
+            try:
+                t.messages = r._messages(st, {**t.parent.data, **{k: v for k, v in t.extra.items() if k != "__n__"}},
+                                         self.round)
+            except TemplateError as exc:
+                failed_now.append(r._row_record(st, t.parent_id, t.sample, t.row_id, t.parent.data, "failed",
+                                                f"template failed to render: {exc}", round_=self.round,
+                                                ord_=t.parent.ord + (t.sample,)))
+                self._done(t, None)
+                continue
+            t.sampling = self.sampling
+            t.key, t.seed = call_key(m.kind, m.model_id, list(t.messages), self.sampling_key, t.sample,
+                                     st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), self.lp)
+            t.nomax = relaxed_key(m.kind, m.model_id, list(t.messages), self.sampling_key, t.sample,  # item 15
+                                  st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), self.lp)
+        if failed_now:
+            r.store.write_rows(r.run_id, st.name, failed_now)
+            stats.rows_failed += len(failed_now)
+            r.progress.advance(len(failed_now))
+        todo = [t for t in todo if t.key]
+        by_key: dict[str, list[_Task]] = defaultdict(list)
+        for t in todo:
+            by_key[t.key].append(t)
+        cached = r.store.get_calls(list(by_key))
+        retry = r._retry_keys(todo)
+        for key in retry:
+            cached.pop(key, None)
+        # safety (issue 11 item 15): a call that stopped on its own under another max_tokens is reused (plan/reuse.py)
+        cached.update(reuse_stopped_calls(r.store, by_key, cached, {k: ts[0].nomax for k, ts in by_key.items() if ts[0].nomax},
+                                          self.sampling.max_tokens, retry))
+        # rows from cached calls cost no call: written as one batch
+        batch: list[dict[str, Any]] = []
+        for key, call in cached.items():
+            stats.calls_cached += 1
+            recs, made = r._post_rows(st, by_key[key], call, stats, self.round)
+            batch.extend(recs)
+            for t, row in zip(by_key[key], made, strict=True):
+                self._done(t, row)
+        if batch:
+            r.store.write_rows(r.run_id, st.name, batch)
+            r.progress.advance(len(batch))
+        for key, ts in by_key.items():
+            if key in cached:
+                continue
+            if key in self.inflight:
+                self.inflight[key].extend(ts)
+                continue
+            self.inflight[key] = ts
+            t = ts[0]
+            if self.sent == 0:
+                r.events.append((time.monotonic(), st.name, "first_send"))
+            self.sent += 1
+            self.dispatcher.submit(Request(t.key, t.messages, self.sampling, t.seed, self.lp, t.json_schema), self.node)
+
+    def on_message(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "cancel":
+            for t in self.inflight.pop(msg[1], []):
+                self._done(t, None)
+            return
+        if kind == "recheck":   # another step of this run stored this call after this step looked in the cache
+            key = msg[1]
+            ts = self.inflight.pop(key, [])
+            call = self.runner.store.get_calls([key]).get(key)
+            if call is None:   # stored as an error: ask again
+                self.inflight[key] = ts
+                t = ts[0]
+                self.dispatcher.submit(Request(t.key, t.messages, self.sampling, t.seed, self.lp, t.json_schema), self.node,
+                                       force=True)
+                return
+            self.stats.calls_cached += 1
+            records, made = self.runner._post_rows(self.st, ts, call, self.stats, self.round)
+            self.runner.store.write_rows(self.runner.run_id, self.st.name, records)
+            for t, row in zip(ts, made, strict=True):
+                self._done(t, row)
+            self.runner.progress.advance(len(ts))
+            return
+        if kind not in ("result", "shared"):
+            return
+        res: Result = msg[1]
+        ts = self.inflight.pop(res.key, None)
+        if not ts:
+            return
+        r, stats = self.runner, self.stats
+        if kind == "shared":   # another step asked the same call first: it pays and stores it; this step is served
+            stats.calls_cached += 1
+            call = r._call_record(self.m, ts[0], res)
+            records, made = r._post_rows(self.st, ts, call, stats, self.round)
+            r.store.write_rows(r.run_id, self.st.name, records)
+            for t, row in zip(ts, made, strict=True):
+                self._done(t, row)
+            r.progress.advance(len(ts))
+            return
+        r._settle(self.m, res)
+        stats.calls_made += 1
+        stats.prompt_tokens += res.prompt_tokens
+        stats.completion_tokens += res.completion_tokens
+        call = r._call_record(self.m, ts[0], res)
+        records, made = r._post_rows(self.st, ts, call, stats, self.round)
+        r.store.commit_result(r.run_id, self.st.name, call, records)
+        self.dispatcher.stored(res.key)
+        for t, row in zip(ts, made, strict=True):
+            self._done(t, row)
+        r.progress.advance(len(ts), int(res.completion_tokens or 0))
+        if not self.inflight:
+            r.events.append((time.monotonic(), self.st.name, "last_result"))
+
+
+def loop_inputs(lp: LoopSpec) -> tuple[str, ...]:
+    """Names a loop's body reads that the body does not make (its pools and any other node), in order."""
+    made = {st.name for st in lp.steps}
+    pools = [p for p, _ in lp.feeds]
+    names: list[str] = list(pools)
+    for st in lp.steps:
+        names.append(st.input)
+        for k, o in st.op.options.items():
+            v = st.opts.get(k)
+            if o.kind == "node" and isinstance(v, str):
+                names.append(v)
+    # lang (issue 10): POOL.all / POOL.new are read modes of a fed pool, made by the loop node from POOL itself
+    return tuple(dict.fromkeys(n for n in names if n not in made and pool_read(n, pools) is None))
+
+
+def pool_read(name: str, pools: list[str]) -> str | None:
+    """The pool of an explicit loop read (``POOL.all`` / ``POOL.new``), or ``None``."""
+    base, _, mode = name.rpartition(".")
+    return base if mode in ("all", "new") and base in pools else None
 
 
 def run_program(program: Program, store: Store, progress: Progress | None = None,

@@ -359,6 +359,8 @@ def _sql_target(spec: SourceSpec, store: Any) -> Path:
     db = spec.args.get("db")
     path = Path(db) if db is not None else Path(store.path) if store is not None else Path(DEFAULT_DB)
     if store is not None and Path(store.path).resolve() == path.resolve():
+        if hasattr(store, "flush"):
+            store.flush(release=False)   # rows the writer still buffers are what the query should see
         store.release(force=True)   # the query gets its own read-only connection, no external access
         return path
     if not path.exists():
@@ -370,13 +372,18 @@ def _sql_target(spec: SourceSpec, store: Any) -> Path:
 
 def _sql_query(spec: SourceSpec, sql: str, shown: str, store: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one read-only SELECT (see :mod:`synthlang.store.readonly`); errors name the source."""
+    import contextlib
+
     from synthlang.store.readonly import query_readonly
 
-    path = _sql_target(spec, store)
-    try:
-        return query_readonly(path, sql)
-    except StoreError as exc:
-        raise DataError(f"SQL error: {exc}", shown) from None
+    # the run's node threads share the store's connection: none of them may reopen it while this query
+    # holds its own read-only connection to the same file (DuckDB refuses two configurations in one process)
+    with getattr(store, "_lock", None) or contextlib.nullcontext():
+        path = _sql_target(spec, store)
+        try:
+            return query_readonly(path, sql)
+        except StoreError as exc:
+            raise DataError(f"SQL error: {exc}", shown) from None
 
 
 def _sql_records(spec: SourceSpec, shown: str, store: Any) -> Iterator[tuple[int, dict[str, Any]]]:

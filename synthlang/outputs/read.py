@@ -2,9 +2,9 @@
 
 Rows come out in *input order*, the order the runner made them in: a source's rows in file order,
 a step's rows in the order of their parents, samples by index, a loop's rounds one after the other.
-The store keeps no position column, so the order is rebuilt from lineage: a row's key is the path
-of sample indexes from its seed ancestor down to it, and a seed row's key is its insertion order in
-the ``rows`` table (DuckDB's ``rowid``). Rows sort by (round, key).
+The runner stores each row's canonical position in its step as ``run_rows.ord`` (the streaming
+scheduler's order key: the parent's key plus the sample index, as text that sorts like the tuple), so
+rows come out in the same order whatever order the calls finished in. Rows sort by (round, ord).
 
 A loop's name (``grow``) names the rows it fed back, all rounds; a pool that a loop fed
 (``feed seeds from fresh``) holds its own rows and then those fed rows. Both need the program
@@ -143,22 +143,14 @@ def find_run(store: Any, step: str, program: Any = None) -> str:
 
 
 _ORDERED = """
-WITH RECURSIVE
-  first_parent AS (SELECT child_id, min(parent_id) AS parent_id FROM lineage GROUP BY child_id),
-  target AS (SELECT r.row_id, r.rowid AS rid, r.round, r.sample_index, r.status, r.data
-             FROM run_rows rr JOIN rows r ON r.row_id = rr.row_id
-             WHERE rr.run_id = ? AND rr.step = ? {status}),
-  up(target, node, path, depth) AS (
-    SELECT t.row_id, t.row_id, [t.sample_index]::BIGINT[], 0 FROM target t
-    UNION ALL
-    SELECT up.target, fp.parent_id, list_prepend(coalesce(p.sample_index, 0)::BIGINT, up.path), up.depth + 1
-    FROM up JOIN first_parent fp ON fp.child_id = up.node JOIN rows p ON p.row_id = fp.parent_id
-    WHERE up.depth < 64),
-  top AS (SELECT target, arg_max(node, depth) AS root, arg_max(path, depth) AS path FROM up GROUP BY target)
-SELECT t.row_id, t.data, t.round, t.status, fp.parent_id, list_prepend(root.rowid::BIGINT, top.path[2:]) AS key
-FROM target t JOIN top ON top.target = t.row_id JOIN rows root ON root.row_id = top.root
-LEFT JOIN first_parent fp ON fp.child_id = t.row_id
-ORDER BY t.round, key, t.row_id
+WITH target AS (SELECT r.row_id, r.round, r.status, r.data, rr.ord
+                FROM run_rows rr JOIN rows r ON r.row_id = rr.row_id
+                WHERE rr.run_id = ? AND rr.step = ? {status}),
+  first_parent AS (SELECT child_id, min(parent_id) AS parent_id FROM lineage
+                   WHERE child_id IN (SELECT row_id FROM target) GROUP BY child_id)
+SELECT t.row_id, t.data, t.round, t.status, fp.parent_id, t.ord
+FROM target t LEFT JOIN first_parent fp ON fp.child_id = t.row_id
+ORDER BY t.round, t.ord NULLS LAST, t.row_id
 """
 
 

@@ -7,7 +7,7 @@ for each source and step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,34 @@ class StepSpec:
     fingerprint: str
     model: ModelSpec | None = None
     span: Span | None = field(default=None, compare=False, repr=False)
+    #: the effective sampling params (the model's, overridden by the step's ``temperature``/``top_p``/``max_tokens``)
+    sampling: SamplingParams | None = field(default=None, compare=False)
+    #: USD per million prompt / completion tokens (0 when the model declares no price)
+    price: tuple[float, float] = field(default=(0.0, 0.0), compare=False)
+
+    def __post_init__(self) -> None:
+        # resolved once here; the runner, the budget and the engines read them from the step
+        if self.model is not None and self.sampling is None:
+            over = {k: self.opts[k] for k in ("temperature", "top_p", "max_tokens") if self.opts.get(k) is not None}
+            object.__setattr__(self, "sampling", replace(self.model.sampling, **over) if over else self.model.sampling)
+            o = self.model.options
+            object.__setattr__(self, "price", (float(o.get("price_input", o.get("price_in")) or 0),
+                                               float(o.get("price_output", o.get("price_out")) or 0)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as plain data: the operator by name (looked up in the registry on load), never its functions."""
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "op"}
+        return (_step_from_plain, (self.op.name, state))
+
+
+def _step_from_plain(op_name: str, state: dict[str, Any]) -> StepSpec:
+    """Rebuild a pickled :class:`StepSpec`: its operator from the registry, re-selected by its options."""
+    from synthlang.ops import OPERATORS
+
+    op = OPERATORS[op_name]
+    if op.select is not None:
+        op = op.select(state["opts"])
+    return StepSpec(op=op, **state)
 
 
 @dataclass(frozen=True)

@@ -93,11 +93,15 @@ CREATE TABLE IF NOT EXISTS lineage (
     PRIMARY KEY (child_id, parent_id)
 );
 
+-- `synth lineage` walks child -> parents: an index on child_id makes each step a lookup, not a scan
+CREATE INDEX IF NOT EXISTS lineage_child ON lineage (child_id);
+
 CREATE TABLE IF NOT EXISTS run_rows (
     run_id VARCHAR,
     row_id VARCHAR,
     step VARCHAR,
     reused BOOLEAN,
+    ord VARCHAR,                    -- the row's canonical position in its step (exports sort by it)
     PRIMARY KEY (run_id, row_id, step)
 );
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import duckdb
 from synthlang.errors import SchemaVersionMismatch, StoreError, StoreLocked
 from synthlang.plan.keys import CACHE_VERSION
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = Path(".synth") / "synth.duckdb"
 _SCHEMA = Path(__file__).with_name("schema.sql")
 
@@ -36,9 +38,66 @@ def _dumps(v: Any) -> str | None:
     return json.dumps(v, ensure_ascii=False, default=str)
 
 
+def _call_tuple(call: dict[str, Any], run_id: str, step: str, now: dt.datetime) -> tuple:
+    """A call record as a ``calls`` row, in :data:`_CALL_COLS` order."""
+    return (call["key"], call["engine"], call["model"], _dumps(call["messages"]), _dumps(call["sampling"]),
+            call["seed"], call["sample_index"], _dumps(call.get("json_schema")), call.get("text"),
+            call.get("finish_reason"), call.get("prompt_tokens"), call.get("completion_tokens"),
+            call.get("latency_s"), call.get("error"), _dumps(call.get("logprobs")), _dumps(call.get("meta")),
+            run_id, step, call.get("key_nomax"), now)
+
+
+def _cols(spec: str) -> tuple[tuple[str, Any], ...]:
+    import pyarrow as pa
+
+    types = {"s": pa.string(), "i": pa.int64(), "f": pa.float64(), "b": pa.bool_(), "t": pa.timestamp("us")}
+    return tuple((c.split(":")[0], types[c.split(":")[1]]) for c in spec.split())
+
+
+_CALL_COLS = _cols("call_key:s engine:s model:s messages:s sampling:s seed:i sample_index:i json_schema:s response:s "
+                   "finish_reason:s prompt_tokens:i completion_tokens:i latency_s:f error:s logprobs:s meta:s run_id:s "
+                   "step:s key_nomax:s created_at:t")
+_ROW_COLS = _cols("row_id:s step:s step_fingerprint:s operator:s round:i sample_index:i status:s error:s raw:s call_key:s "
+                  "model:s template_hash:s data:s created_at:t")
+_LINEAGE_COLS = _cols("child_id:s parent_id:s step:s round:i")
+_RUN_ROW_COLS = _cols("run_id:s row_id:s step:s reused:b ord:s")
+
+
+@dataclass
+class _Buffer:
+    """Writes not yet flushed, keyed so that a later copy of the same key wins (calls, rows) or is dropped."""
+
+    calls: dict[str, tuple] = field(default_factory=dict)
+    rows: dict[str, tuple] = field(default_factory=dict)
+    lineage: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    run_rows: dict[tuple[str, str, str], tuple] = field(default_factory=dict)
+    steps: list[tuple[str, list[Any]]] = field(default_factory=list)   # step stats written while the file was held
+    results: int = 0
+    first_at: float = 0.0
+
+
+def _locked(fn: Any) -> Any:
+    """Run a :class:`Store` method under the store's lock (the runner's node threads share one connection)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+    return wrapper
+
+
 def _is_lock_error(exc: Exception) -> bool:
     msg = str(exc).lower()
     return "lock" in msg or "conflicting" in msg
+
+
+def _holder(msg: str) -> str:
+    """The process DuckDB names in a lock error ("... is held in /usr/bin/python3 (PID 123) ..."), or the message."""
+    import re
+
+    m = re.search(r"held in (.*?\(PID \d+\))", msg)
+    return f"held by {m.group(1)}" if m else msg.splitlines()[0][:200]
 
 
 def _connect(path: Path, read_only: bool, wait_s: float = 0.0) -> duckdb.DuckDBPyConnection:
@@ -60,10 +119,19 @@ def _connect(path: Path, read_only: bool, wait_s: float = 0.0) -> duckdb.DuckDBP
             if not _is_lock_error(exc):
                 raise StoreError(f"cannot open {path}: {exc}") from None
             if time.monotonic() >= deadline:
-                raise StoreLocked(
-                    f"{path} is busy: a 'synth run' is committing to it and did not let go within {wait_s:.0f} s. "
-                    "Try again in a moment, or read a copy: cp the file and pass --db COPY."
-                ) from None
+                holder = _holder(str(exc))
+                if read_only:
+                    raise StoreLocked(
+                        f"{path} is busy: a 'synth run' is committing to it and did not let go within {wait_s:.0f} s "
+                        f"({holder}). Try again in a moment, or read a copy: cp the file and pass --db COPY."
+                    ) from None
+                err = StoreLocked(
+                    f"{path} is held open by another process ({holder}) and synthlang could not write to it for "
+                    f"{wait_s:.0f} s. Every finished call is kept in {path.name}.journal and is written on the next run: "
+                    "close the other connection (a notebook's duckdb.connect, a 'synth query' still running) and run "
+                    "the same command again.")
+                err.holder = holder
+                raise err from None
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from None
         time.sleep(delay)
@@ -123,18 +191,46 @@ class Store:
 
     #: seconds a writer may keep DuckDB's file lock after a commit before it lets go,
     #: so that ``synth query`` in another terminal gets in between commits.
-    HOLD_S = 0.5
+    HOLD_S = 1.0
     #: seconds a reader waits for a committing writer; a writer waits longer for readers.
     READ_WAIT_S = 10.0
     WRITE_WAIT_S = 120.0
+
+    #: a flush happens when this many results (finished calls, or rows made without a call) are buffered ...
+    FLUSH_RESULTS = 512
+    #: ... or when the oldest buffered result is this many seconds old (checked on each write and by
+    #: the runner's ticker), and at every step end, stop and exit.
+    FLUSH_S = 0.2
+    #: seconds a writer leaves the file free after letting go, so a reader polling for it gets in
+    READER_GAP_S = 0.4
+    #: seconds a writer waits for the file before it decides a reader keeps it (a notebook's read-only
+    #: connection left open, issue 11 item 9); from then on it reads through a read-only connection of its
+    #: own, keeps its writes buffered (every finished call in the journal) and retries once a second
+    TAKE_WAIT_S = 2.0
+    #: while the file is held, buffered results beyond this many make a flush wait for the file (memory bound)
+    BLOCKED_MAX = 200_000
 
     def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._ro_con: duckdb.DuckDBPyConnection | None = None   # reads while another process holds the file
+        #: what holds the file while this writer cannot take it ("held by /usr/bin/python3 (PID 123)"), else None
+        self.blocked_by: str | None = None
+        self._retry_at = 0.0
+        self.on_blocked: Any = None   # called once with a message when another process starts keeping the file
         self._opened_at = 0.0
+        self._released_at = 0.0
         self._depth = 0
         self._run_lock: _RunLock | None = None
+        # one connection, used by the runner's node threads in turn
+        self._lock = threading.RLock()
+        self._buf = _Buffer()
+        self._journal_path = self.path.with_name(self.path.name + ".journal")
+        self._journal_fd: int | None = None
+        #: flushes done, and calls replayed from a killed writer's journal when this store opened
+        self.flushes = 0
+        self.replayed = 0
         if read_only:
             if not self.path.exists():
                 raise StoreError(f"no database at {self.path}: run a recipe first (synth run RECIPE), or pass --db PATH")
@@ -146,32 +242,96 @@ class Store:
             if not read_only:
                 self._init_schema()
             self._check_version()
+            if not read_only:
+                self._replay_journal()
         except BaseException:
             self.close()
             raise
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        """The DuckDB connection, opened on first use (a reader holds it until :meth:`close`)."""
+        """The DuckDB connection, opened on first use (a reader holds it until :meth:`close`).
+
+        A writer waits up to ``WRITE_WAIT_S`` for a reader in another process to let go.
+
+        Raises:
+            StoreLocked: the file stayed held; the message names the holding process (and PID).
+        """
         if self._con is None:
-            self._con = _connect(self.path, self.read_only, self.READ_WAIT_S if self.read_only else self.WRITE_WAIT_S)
+            self._close_ro()
+            try:
+                self._con = _connect(self.path, self.read_only, self.READ_WAIT_S if self.read_only else self.WRITE_WAIT_S)
+            except StoreLocked as exc:
+                self.blocked_by = getattr(exc, "holder", None) or self.blocked_by
+                raise
             self._opened_at = time.monotonic()
+            self.blocked_by = None
         return self._con
+
+    @property
+    def rcon(self) -> duckdb.DuckDBPyConnection:
+        """A connection for reads. A writer whose file another process keeps open (a notebook's read-only
+        connection, issue 11 item 9) reads through a read-only connection of its own instead of stalling."""
+        if self._con is not None or self.read_only:
+            return self.con
+        if self.blocked_by is None:
+            if self._try_take(self.TAKE_WAIT_S):
+                return self._con   # type: ignore[return-value]
+        elif self._ro_con is None or time.monotonic() >= self._retry_at:
+            self._retry_at = time.monotonic() + 1.0
+            if self._try_take(0.0):
+                return self._con   # type: ignore[return-value]
+        if self._ro_con is None:
+            self._ro_con = _connect(self.path, True, self.READ_WAIT_S)
+        return self._ro_con
+
+    def _try_take(self, wait_s: float) -> bool:
+        """Try to open the file for writing within ``wait_s``; on a lock held elsewhere, note the holder and
+        return False (the caller keeps buffering)."""
+        self._close_ro()
+        try:
+            self._con = _connect(self.path, False, wait_s)
+        except StoreLocked as exc:
+            first = self.blocked_by is None
+            self.blocked_by = getattr(exc, "holder", None) or "held by another process"
+            self._retry_at = time.monotonic() + 1.0
+            if first and self.on_blocked is not None:
+                self.on_blocked(f"{self.path} is kept open by another process ({self.blocked_by}); the run goes on, "
+                                f"keeping every finished call in {self.journal_path.name} until it lets go")
+            return False
+        self._opened_at = time.monotonic()
+        self.blocked_by = None
+        return True
+
+    def _close_ro(self) -> None:
+        if self._ro_con is not None:
+            try:
+                self._ro_con.close()
+            except duckdb.Error:
+                pass
+            self._ro_con = None
+
+    @property
+    def journal_path(self) -> Path:
+        """The append-only journal of finished calls not yet flushed (``<db>.journal``)."""
+        return self._journal_path
 
     def release(self, force: bool = False) -> None:
         """Let go of DuckDB's file lock if a writer has held it ``HOLD_S`` seconds (or ``force``).
 
-        Called after each commit, so readers in other processes get in between
-        commits; the advisory run lock stays held.
+        Called after each flush, so readers in other processes get in between
+        flushes; the advisory run lock stays held. Buffered writes stay buffered.
         """
-        if self._con is None or self.read_only or self._depth:
-            return
-        if force or time.monotonic() - self._opened_at >= self.HOLD_S:
-            try:
-                self._con.close()
-            except duckdb.Error:
-                pass
-            self._con = None
+        with self._lock:
+            if self._con is None or self.read_only or self._depth:
+                return
+            if force or time.monotonic() - self._opened_at >= self.HOLD_S:
+                try:
+                    self._con.close()
+                except duckdb.Error:
+                    pass
+                self._con = None
+                self._released_at = time.monotonic()
 
     # ----------------------------------------------------------------- schema
     def _init_schema(self) -> None:
@@ -205,15 +365,28 @@ class Store:
                 "readable with synth query), or delete it to start over")
 
     def close(self) -> None:
-        if self._con is not None:
-            try:
-                self._con.close()
-            except duckdb.Error:
-                pass
-            self._con = None
-        if self._run_lock is not None:
-            self._run_lock.release()
-            self._run_lock = None
+        """Flush what is buffered (a writer), close the connection and drop the run lock."""
+        try:
+            if not self.read_only and self._run_lock is not None and (self._buf.calls or self._buf.rows or self._buf.run_rows
+                                                                      or self._buf.steps):
+                try:
+                    self.flush(release=False)
+                except StoreLocked:
+                    pass   # another process kept the file: the journal holds every finished call for the next open
+        finally:
+            self._close_ro()
+            if self._con is not None:
+                try:
+                    self._con.close()
+                except duckdb.Error:
+                    pass
+                self._con = None
+            if self._journal_fd is not None:
+                os.close(self._journal_fd)
+                self._journal_fd = None
+            if self._run_lock is not None:
+                self._run_lock.release()
+                self._run_lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -222,6 +395,7 @@ class Store:
         self.close()
 
     # ------------------------------------------------------------------- runs
+    @_locked
     def begin_run(self, run_id: str, recipe: str, recipe_path: str, fingerprint: str,
                   params: dict[str, Any], argv: list[str], version: str) -> None:
         """Record the start of a run; runs left 'running' by a killed process become 'killed'.
@@ -235,8 +409,10 @@ class Store:
             [run_id, recipe, recipe_path, fingerprint, _dumps(params), _dumps(argv), _now(), version])
         self.release(force=True)
 
+    @_locked
     def finish_run(self, run_id: str, status: str, stats: dict[str, Any]) -> None:
-        """Record a run's end: status and totals (calls, tokens, wall seconds)."""
+        """Record a run's end: status and totals (calls, tokens, wall seconds); flushes what is buffered first."""
+        self.flush(release=False)
         self.con.execute(
             "UPDATE runs SET status=?, finished_at=?, calls_made=?, calls_cached=?, prompt_tokens=?,"
             " completion_tokens=?, wall_s=? WHERE run_id=?",
@@ -244,6 +420,7 @@ class Store:
              stats.get("completion_tokens", 0), stats.get("wall_s"), run_id])
         self.release(force=True)
 
+    @_locked
     def record_step(self, run_id: str, info: dict[str, Any]) -> None:
         """Insert or replace a step's stats for this run."""
         cols = ["run_id", "step", "fingerprint", "operator", "input", "model", "engine", "model_id", "template_hash",
@@ -251,18 +428,24 @@ class Store:
                 "completion_tokens", "started_at", "finished_at"]
         vals = [run_id] + [info.get(c) for c in cols[1:]]
         vals[cols.index("options")] = _dumps(info.get("options"))
-        self.con.execute(f"INSERT OR REPLACE INTO steps ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals)
+        sql = f"INSERT OR REPLACE INTO steps ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        if self._con is None and self.blocked_by is not None:   # another process keeps the file: with the next flush
+            self._buf.steps.append((sql, vals))
+            return
+        self.con.execute(sql, vals)
         self.release()
 
     # ------------------------------------------------------------------ calls
+    @_locked
     def get_batch_job(self, job_key: str) -> dict[str, Any] | None:
         """The Batch API job recorded under ``job_key`` (see table ``batch_jobs``), or ``None``."""
-        row = self.con.execute("SELECT batch_id, input_file_id, endpoint, status, n_requests FROM batch_jobs WHERE job_key=?",
+        row = self.rcon.execute("SELECT batch_id, input_file_id, endpoint, status, n_requests FROM batch_jobs WHERE job_key=?",
                                [job_key]).fetchone()
         if row is None:
             return None
         return dict(zip(("batch_id", "input_file_id", "endpoint", "status", "n_requests"), row, strict=True))
 
+    @_locked
     def put_batch_job(self, job_key: str, batch_id: str, input_file_id: str, endpoint: str, status: str,
                       n_requests: int) -> None:
         """Record (or update) a Batch API job; committed at once so a crash right after keeps it."""
@@ -278,9 +461,21 @@ class Store:
         if not keys:
             return {}
         out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for k in keys:   # finished in this run, not yet flushed
+                rec = self._buf.calls.get(k)
+                if rec is not None and rec[13] is None:
+                    out[k] = {"text": rec[8], "finish_reason": rec[9], "prompt_tokens": rec[10], "completion_tokens": rec[11],
+                              "latency_s": rec[12], "logprobs": json.loads(rec[14]) if rec[14] else None}
+            keys = [k for k in keys if k not in out]
+            got = self._get_calls(keys)
+        return out | got
+
+    def _get_calls(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(keys), 1000):
             chunk = list(keys[i:i + 1000])
-            res = self.con.execute(
+            res = self.rcon.execute(
                 "SELECT call_key, response, finish_reason, prompt_tokens, completion_tokens, latency_s, logprobs"
                 " FROM calls WHERE error IS NULL AND call_key IN (SELECT unnest(?))", [chunk]).fetchall()
             for k, resp, fr, pt, ct, lat, lps in res:
@@ -288,6 +483,7 @@ class Store:
                           "latency_s": lat, "logprobs": json.loads(lps) if lps else None}
         return out
 
+    @_locked
     def get_calls_relaxed(self, relaxed_keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Finished calls (no error) by their key without ``max_tokens`` (``calls.key_nomax``).
 
@@ -299,7 +495,7 @@ class Store:
         out: dict[str, list[dict[str, Any]]] = {}
         for i in range(0, len(relaxed_keys), 1000):
             chunk = list(relaxed_keys[i:i + 1000])
-            res = self.con.execute(
+            res = self.rcon.execute(
                 "SELECT key_nomax, call_key, response, finish_reason, prompt_tokens, completion_tokens, latency_s, logprobs"
                 " FROM calls WHERE error IS NULL AND key_nomax IN (SELECT unnest(?))"
                 " ORDER BY finish_reason <> 'stop', completion_tokens, call_key", [chunk]).fetchall()
@@ -309,29 +505,40 @@ class Store:
                     "latency_s": lat, "logprobs": json.loads(lps) if lps else None, "error": None})
         return out
 
+    @_locked
     def ok_rows(self, row_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Rows among ``row_ids`` that finished with status ok: id → data."""
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(row_ids), 1000):
             chunk = list(row_ids[i:i + 1000])
-            for rid, data in self.con.execute(
+            for rid, data in self.rcon.execute(
                     "SELECT row_id, data FROM rows WHERE status='ok' AND row_id IN (SELECT unnest(?))", [chunk]).fetchall():
                 out[rid] = json.loads(data)
         return out
 
+    @_locked
     def failed_rows(self, row_ids: Sequence[str]) -> dict[str, str | None]:
         """Rows among ``row_ids`` stored with status failed: id → call key."""
         out: dict[str, str | None] = {}
         for i in range(0, len(row_ids), 1000):
             chunk = list(row_ids[i:i + 1000])
-            for rid, key in self.con.execute(
+            for rid, key in self.rcon.execute(
                     "SELECT row_id, call_key FROM rows WHERE status='failed' AND row_id IN (SELECT unnest(?))",
                     [chunk]).fetchall():
                 out[rid] = key
         return out
 
+    # ----------------------------------------------------------------- writes
+    # Writes are buffered and flushed set-based (one Arrow table per table, one transaction) when
+    # FLUSH_RESULTS results or FLUSH_S seconds accumulate, and at step ends, stop and exit
+    # (:meth:`flush`). Finished calls are appended to the journal first (one line each), so a process
+    # killed before a flush loses no finished call: the next writer replays the journal on open.
+
     def commit_result(self, run_id: str, step: str, call: dict[str, Any] | None, rows: Iterable[dict[str, Any]]) -> None:
-        """Commit one finished call and the rows made from it, with their lineage, in one transaction.
+        """Record one finished call and the rows made from it, with their lineage.
+
+        The call is journaled at once (it survives kill -9); call, rows and lineage reach the database
+        in the next flush, all in one transaction with the other buffered results.
 
         Args:
             run_id: the current run.
@@ -340,21 +547,124 @@ class Store:
             rows: row records: row_id, parents, data, status, error, raw, ... .
         """
         now = _now()
+        with self._lock:
+            if call is not None:
+                rec = _call_tuple(call, run_id, step, now)
+                self._journal_append(rec)
+                self._buf.calls[call["key"]] = rec
+                self._buf.results += 1
+            for r in rows:
+                self._buffer_row(run_id, step, r, now)
+                if call is None:
+                    self._buf.results += 1
+            self._maybe_flush()
+
+    def _buffer_row(self, run_id: str, step: str, r: dict[str, Any], now: dt.datetime) -> None:
+        b = self._buf
+        rid = r["row_id"]
+        rnd = r.get("round", 0)
+        b.rows[rid] = (rid, step, r.get("step_fingerprint"), r.get("operator"), rnd, r.get("sample_index", 0),
+                       r.get("status", "ok"), r.get("error"), r.get("raw"), r.get("call_key"), r.get("model"),
+                       r.get("template_hash"), _dumps(r.get("data")), now)
+        for p in r.get("parents", ()):
+            b.lineage.setdefault((rid, p), (rid, p, step, rnd))
+        b.run_rows.setdefault((run_id, rid, step), (run_id, rid, step, False, r.get("ord")))
+        if b.first_at == 0.0:
+            b.first_at = time.monotonic()
+
+    def write_rows(self, run_id: str, step: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Buffer rows made without a call (seeds, row operators); flushed with the next batch."""
+        self.commit_result(run_id, step, None, rows)
+
+    def mark_reused(self, run_id: str, step: str, row_ids: Sequence[str], ords: Sequence[str | None] | None = None) -> None:
+        """Link rows finished by an earlier run to this run (buffered like every other write).
+
+        Args:
+            ords: each row's canonical order key (``run_rows.ord``), or ``None``.
+        """
+        if not row_ids:
+            return
+        with self._lock:
+            b = self._buf
+            for i, rid in enumerate(row_ids):
+                b.run_rows[(run_id, rid, step)] = (run_id, rid, step, True, ords[i] if ords else None)
+            b.results += len(row_ids)
+            if b.first_at == 0.0:
+                b.first_at = time.monotonic()
+            self._maybe_flush()
+
+    def pending(self) -> int:
+        """Buffered results not yet flushed to the database."""
+        return self._buf.results
+
+    def _maybe_flush(self) -> None:
+        b = self._buf
+        now = time.monotonic()
+        if b.results >= self.FLUSH_RESULTS or (b.first_at and now - b.first_at >= self.FLUSH_S):
+            # after letting go of the file, leave readers a window before taking it again (the journal keeps
+            # every finished call meanwhile), unless the buffer grows large
+            if self._con is None and now - self._released_at < self.READER_GAP_S and b.results < 8 * self.FLUSH_RESULTS:
+                return
+            if self._con is None and b.results < self.BLOCKED_MAX:
+                # a reader keeps the file (issue 11 item 9): never stall the run for it; retry once a second
+                if self.blocked_by is not None and now < self._retry_at:
+                    return
+                if not self._try_take(0.0 if self.blocked_by is not None else self.TAKE_WAIT_S):
+                    return
+            self.flush(release=True)
+
+    def flush(self, release: bool = True) -> None:
+        """Write everything buffered in one transaction: calls, rows, lineage and run links, set-based.
+
+        Calls and rows replace an older copy with the same key (an errored call or a failed row that
+        succeeded on retry); lineage edges and run links already present are skipped, so a batch
+        written twice (a replayed journal, a resumed run) changes nothing.
+
+        Raises:
+            StoreError: DuckDB refused the write (the buffer is kept and the journal still holds every call).
+            StoreLocked: another process held the file for longer than ``WRITE_WAIT_S``.
+        """
+        with self._lock:
+            b = self._buf
+            if not (b.calls or b.rows or b.lineage or b.run_rows or b.steps):
+                b.results, b.first_at = 0, 0.0
+                return
+            self._insert(b.calls.values(), b.rows.values(), b.lineage.values(), b.run_rows.values(), b.steps)
+            self._buf = _Buffer()
+            self._journal_reset()
+            self.flushes += 1
+            if release:
+                self.release()
+
+    def _insert(self, calls: Iterable[tuple], rows: Iterable[tuple], lineage: Iterable[tuple],
+                run_rows: Iterable[tuple], steps: Sequence[tuple[str, list[Any]]] = ()) -> None:
+        import pyarrow as pa
+
         con = self.con
+        # (table, key columns, replace an existing copy?, columns, records)
+        tables = [("calls", ("call_key",), True, _CALL_COLS, list(calls)), ("rows", ("row_id",), True, _ROW_COLS, list(rows)),
+                  ("lineage", ("child_id", "parent_id"), False, _LINEAGE_COLS, list(lineage)),
+                  ("run_rows", ("run_id", "row_id", "step"), False, _RUN_ROW_COLS, list(run_rows))]
         try:
             con.execute("BEGIN TRANSACTION")
-            if call is not None:
-                con.execute(
-                    "INSERT OR REPLACE INTO calls (call_key, engine, model, messages, sampling, seed, sample_index, json_schema,"
-                    " response, finish_reason, prompt_tokens, completion_tokens, latency_s, error, logprobs, meta, run_id, step,"
-                    " created_at, key_nomax) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [call["key"], call["engine"], call["model"], _dumps(call["messages"]), _dumps(call["sampling"]),
-                     call["seed"], call["sample_index"], _dumps(call.get("json_schema")), call.get("text"),
-                     call.get("finish_reason"), call.get("prompt_tokens"), call.get("completion_tokens"),
-                     call.get("latency_s"), call.get("error"), _dumps(call.get("logprobs")), _dumps(call.get("meta")),
-                     run_id, step, now, call.get("key_nomax")])
-            for r in rows:
-                self._write_row(run_id, step, r, now)
+            for name, key, replace, cols, recs in tables:
+                if not recs:
+                    continue
+                arrow = pa.table({c: pa.array([r[i] for r in recs], type=t) for i, (c, t) in enumerate(cols)})
+                on = " AND ".join(f"t.{k} = b.{k}" for k in key)
+                names = ", ".join(c for c, _ in cols)
+                con.register("_synth_buf", arrow)
+                try:
+                    # INSERT OR REPLACE is ~4x slower than an anti-join insert here; a key already stored is
+                    # rare (a failed row or errored call that succeeded on retry) and is updated in place
+                    if replace and con.execute(f"SELECT count(*) FROM {name} t JOIN _synth_buf b ON {on}").fetchone()[0]:
+                        sets = ", ".join(f"{c} = b.{c}" for c, _ in cols if c not in key)
+                        con.execute(f"UPDATE {name} AS t SET {sets} FROM _synth_buf b WHERE {on}")
+                    con.execute(f"INSERT INTO {name} ({names}) SELECT b.* FROM _synth_buf b ANTI JOIN {name} t ON {on}")
+                finally:
+                    con.unregister("_synth_buf")
+            for sql, vals in steps:
+                con.execute(sql, vals)
             con.execute("COMMIT")
         except BaseException as exc:
             try:
@@ -364,30 +674,39 @@ class Store:
             if not isinstance(exc, duckdb.Error):
                 raise
             raise StoreError(f"cannot write to {self.path}: {exc}") from None
-        self.release()
 
-    def _write_row(self, run_id: str, step: str, r: dict[str, Any], now: dt.datetime) -> None:
-        self.con.execute(
-            "INSERT OR REPLACE INTO rows (row_id, step, step_fingerprint, operator, round, sample_index, status, error, raw,"
-            " call_key, model, template_hash, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [r["row_id"], step, r.get("step_fingerprint"), r.get("operator"), r.get("round", 0), r.get("sample_index", 0),
-             r.get("status", "ok"), r.get("error"), r.get("raw"), r.get("call_key"), r.get("model"),
-             r.get("template_hash"), _dumps(r.get("data")), now])
-        for p in r.get("parents", ()):
-            self.con.execute("INSERT OR IGNORE INTO lineage VALUES (?, ?, ?, ?)", [r["row_id"], p, step, r.get("round", 0)])
-        self.con.execute("INSERT OR IGNORE INTO run_rows VALUES (?, ?, ?, ?)", [run_id, r["row_id"], step, False])
+    # ---------------------------------------------------------------- journal
+    def _journal_append(self, rec: tuple) -> None:
+        if self._journal_fd is None:
+            self._journal_fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        line = json.dumps(rec[:-1] + (rec[-1].isoformat(),), ensure_ascii=False, default=str) + "\n"
+        os.write(self._journal_fd, line.encode("utf-8"))
 
-    def write_rows(self, run_id: str, step: str, rows: Sequence[dict[str, Any]]) -> None:
-        """Commit rows made without a call (seeds, row operators) in one transaction."""
-        self.commit_result(run_id, step, None, rows)
+    def _journal_reset(self) -> None:
+        if self._journal_fd is not None:
+            os.ftruncate(self._journal_fd, 0)
 
-    def mark_reused(self, run_id: str, step: str, row_ids: Sequence[str]) -> None:
-        """Link rows finished by an earlier run to this run."""
-        if not row_ids:
-            return
-        self.con.execute(
-            "INSERT OR IGNORE INTO run_rows SELECT ?, unnest(?), ?, true", [run_id, list(row_ids), step])
+    def _replay_journal(self) -> int:
+        """Insert the calls a killed writer journaled but never flushed; returns how many."""
+        if not self._journal_path.exists():
+            return 0
+        recs: dict[str, tuple] = {}
+        with open(self._journal_path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue   # a line cut by the kill: its call is simply issued again
+                if isinstance(rec, list) and len(rec) == len(_CALL_COLS):
+                    rec[-1] = dt.datetime.fromisoformat(rec[-1])
+                    recs[rec[0]] = tuple(rec)
+        if recs:
+            self._insert(recs.values(), (), (), ())
+        os.truncate(self._journal_path, 0)
+        self.replayed = len(recs)
+        return len(recs)
 
+    @_locked
     def parents_of(self, row_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """Lineage parents of each row among ``row_ids`` (sorted), by row id."""
         out: dict[str, list[str]] = {}
@@ -399,6 +718,7 @@ class Store:
                 out.setdefault(c, []).append(p)
         return {k: tuple(v) for k, v in out.items()}
 
+    @_locked
     def record_train(self, run_id: str, info: dict[str, Any]) -> None:
         """Record one external training command run between loop rounds (table ``train_runs``)."""
         self.con.execute(
@@ -406,6 +726,7 @@ class Store:
             [run_id, info["loop"], info["round"], info["command"], info.get("data_path"), info.get("output_path"),
              info.get("inputs_digest"), info.get("exit_status"), info.get("output_tail"), info.get("seconds"), _now()])
 
+    @_locked
     def finished_train(self, loop: str, round_: int, command: str, inputs_digest: str) -> bool:
         """Whether an earlier run already ran this training command on the same rows with exit status 0."""
         row = self.con.execute(
@@ -413,11 +734,18 @@ class Store:
             [loop, round_, command, inputs_digest]).fetchone()
         return row is not None
 
+    @_locked
     def record_export(self, run_id: str, step: str, path: str, fmt: str, rows: int) -> None:
         self.con.execute("INSERT INTO exports VALUES (?, ?, ?, ?, ?, ?)", [run_id, step, path, fmt, rows, _now()])
 
-    def refresh_views(self, steps: dict[str, dict[str, str]]) -> None:
-        """Create one view per step, ``step_<name>``, with the step's fields as typed columns (latest run)."""
+    @_locked
+    def refresh_views(self, steps: dict[str, dict[str, str]], recipe: str | None = None) -> None:
+        """Create the step views of one recipe, with the step's fields as typed columns (its latest run).
+
+        ``"<recipe>".step_<name>`` (a schema per recipe) always names that recipe's step. The unscoped
+        ``step_<name>`` points at it while no other recipe in the file has a step of that name; once two
+        do, querying it fails with a message naming the recipes and their scoped views.
+        """
         for name, fields in steps.items():
             cols = []
             for f, t in fields.items():
@@ -425,19 +753,82 @@ class Store:
                 expr = f"(r.data->>'{_sql_str(f)}')"
                 cols.append(f"TRY_CAST({expr} AS {sqlt}) AS \"{_ident(f)}\"" if sqlt else f"{expr} AS \"{_ident(f)}\"")
             sel = ", ".join(["r.row_id", "r.status", "r.error"] + cols)
-            self.con.execute(
-                f"CREATE OR REPLACE VIEW \"step_{_ident(name)}\" AS SELECT {sel} FROM rows r "
-                f"JOIN run_rows rr ON rr.row_id = r.row_id AND rr.step = '{_sql_str(name)}' "
-                f"WHERE rr.run_id = (SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM run_rows WHERE step = '{_sql_str(name)}') "
-                f"ORDER BY started_at DESC LIMIT 1)")
+            scope = f"AND recipe = '{_sql_str(recipe)}' " if recipe else ""
+            body = (f"SELECT {sel} FROM rows r "
+                    f"JOIN run_rows rr ON rr.row_id = r.row_id AND rr.step = '{_sql_str(name)}' "
+                    f"WHERE rr.run_id = (SELECT run_id FROM runs WHERE run_id IN "
+                    f"(SELECT run_id FROM run_rows WHERE step = '{_sql_str(name)}') {scope}"
+                    f"ORDER BY started_at DESC LIMIT 1)")
+            view = f"step_{_ident(name)}"
+            if recipe:
+                # qualified by the catalog: a recipe named like the database file would be ambiguous otherwise
+                cat = _ident(self.con.execute("SELECT current_database()").fetchone()[0])
+                self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{cat}"."{_ident(recipe)}"')
+                self.con.execute(f'CREATE OR REPLACE VIEW "{cat}"."{_ident(recipe)}"."{view}" AS {body}')
+            owners = self.step_recipes(name)
+            if len(owners) > 1:
+                msg = (f"step_{name} is ambiguous: recipes {', '.join(owners)} all have a step '{name}'; query "
+                       + " or ".join(f'"{o}".step_{name}' for o in owners))
+                self.con.execute(f"CREATE OR REPLACE VIEW \"{view}\" AS {body} AND error('{_sql_str(msg)}') IS NULL")
+            else:
+                self.con.execute(f"CREATE OR REPLACE VIEW \"{view}\" AS {body}")
+
+    @_locked
+    def step_recipes(self, step: str) -> list[str]:
+        """Recipes with a run that made or reused rows of a step named ``step``, sorted."""
+        return [r for (r,) in self.con.execute(
+            "SELECT DISTINCT r.recipe FROM runs r WHERE r.run_id IN (SELECT DISTINCT run_id FROM run_rows WHERE step = ?) "
+            "ORDER BY 1", [step]).fetchall()]
+
+    @_locked
+    def step_run(self, step: str, recipe: str | None = None) -> str:
+        """The latest run that has ``step`` (of ``recipe`` when given).
+
+        Raises:
+            StoreError: no run has that step, or (without ``recipe``) several recipes have it;
+                the message names the candidates (``--recipe NAME``).
+        """
+        owners = self.step_recipes(step)
+        if recipe is None and len(owners) > 1:
+            raise StoreError(f"step '{step}' is ambiguous: recipes {', '.join(owners)} all have it; "
+                             f"pass --recipe NAME (one of {', '.join(owners)})")
+        if recipe is not None and recipe not in owners:
+            raise StoreError(f"recipe '{recipe}' has no step '{step}' in {self.path}"
+                             + (f"; recipes with it: {', '.join(owners)}" if owners else ""))
+        row = self.con.execute(
+            "SELECT run_id FROM runs WHERE run_id IN (SELECT run_id FROM run_rows WHERE step = ?) "
+            + ("AND recipe = ? " if recipe else "") + "ORDER BY started_at DESC LIMIT 1",
+            [step, recipe] if recipe else [step]).fetchone()
+        if row is None:
+            raise StoreError(f"no run has a step '{step}' in {self.path}")
+        return row[0]
+
+    def tick(self) -> None:
+        """Flush if the oldest buffered result is ``FLUSH_S`` old, and let go of the file once it has been held
+        ``HOLD_S`` (the runner calls this every 50 ms while it waits, so a slow engine never keeps readers out)."""
+        if self._buf.first_at and time.monotonic() - self._buf.first_at >= self.FLUSH_S:
+            with self._lock:
+                self._maybe_flush()
+        elif self._con is not None and not self.read_only and time.monotonic() - self._opened_at >= self.HOLD_S:
+            if self._lock.acquire(blocking=False):   # a node thread using the connection keeps it a moment longer
+                try:
+                    if not (self._buf.calls or self._buf.rows or self._buf.run_rows):
+                        self.release()
+                finally:
+                    self._lock.release()
 
     # ------------------------------------------------------------------ reads
+    @_locked
     def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run SQL; return (column names, rows).
+
+        A writer flushes its buffer first, so a query sees everything written so far.
 
         Raises:
             StoreError: on a SQL error or a write refused by a read-only store.
         """
+        if not self.read_only:
+            self.flush(release=False)
         try:
             cur = self.con.execute(sql, list(params) if params else None)
             cols = [d[0] for d in cur.description] if cur.description else []
@@ -451,6 +842,7 @@ class Store:
                                  f"{msg.splitlines()[0]} (use duckdb itself to work with other files)") from None
             raise StoreError(msg.splitlines()[0] if msg else type(exc).__name__) from None
 
+    @_locked
     def run_rows(self, run_id: str, step: str, status: str | None = "ok") -> list[tuple[str, dict[str, Any]]]:
         """(row_id, data) of the rows a run produced or reused for a step, ordered by creation."""
         sql = ("SELECT r.row_id, r.data FROM run_rows rr JOIN rows r ON r.row_id = rr.row_id "
@@ -459,9 +851,10 @@ class Store:
         if status:
             sql += " AND r.status = ?"
             args.append(status)
-        sql += " ORDER BY r.created_at, r.row_id"
+        sql += " ORDER BY rr.ord NULLS LAST, r.created_at, r.row_id"
         return [(rid, json.loads(d)) for rid, d in self.con.execute(sql, args).fetchall()]
 
+    @_locked
     def latest_run(self, recipe: str | None = None) -> str | None:
         sql = "SELECT run_id FROM runs"
         args: list[Any] = []
@@ -471,6 +864,7 @@ class Store:
         row = self.con.execute(sql + " ORDER BY started_at DESC LIMIT 1", args).fetchone()
         return row[0] if row else None
 
+    @_locked
     def lineage(self, row_id: str) -> dict[str, Any]:
         """The ancestry of a row as a nested dict: row_id, step, status, data, parents[].
 
@@ -492,6 +886,8 @@ class Store:
         return node(rid, 0)
 
     def _resolve_row(self, row_id: str) -> str:
+        if self.con.execute("SELECT 1 FROM rows WHERE row_id = ?", [row_id]).fetchone():   # the index, not a scan
+            return row_id
         hits = self.con.execute("SELECT row_id FROM rows WHERE row_id LIKE ? LIMIT 2", [row_id + "%"]).fetchall()
         if not hits:
             raise StoreError(f"no row with id {row_id} in {self.path}")
