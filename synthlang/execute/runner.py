@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from synthlang import __version__
@@ -34,6 +34,7 @@ from synthlang.execute.scheduler import (
     SourceNode,
     StepNode,
     ord_text,
+    step_locality,
 )
 from synthlang.execute.sources import load_source
 from synthlang.ops.base import RowContext, RowFailure
@@ -373,8 +374,24 @@ class Runner:
                    global_: bool) -> list[Row]:
         """Apply a row operator to a batch (row-local) or to its whole input (global); write and return the rows."""
         assert st.op.apply is not None
-        results = st.op.run_apply([r.data for r in parents], st.opts, ctx)
         out: list[Row] = []
+        if not global_ and st.op.name in _REUSABLE_ROW_OPS and not ctx.nodes and step_locality(st) == "row":
+            # a cached re-run reuses a row-local step's rows by id (the row its input row made, sample 0) without
+            # running the operator again: a 1:1 or keep/drop operator with no side input makes the same row from
+            # the same parent under the same fingerprint (as an LLM step's finished rows are reused)
+            cand = [row_id(st.fingerprint, (r.rid,), 0) for r in parents]
+            done = self.store.ok_rows(cand)
+            if done:
+                kept = [(r, c) for r, c in zip(parents, cand, strict=True) if c in done]
+                out = [Row(c, done[c], r.ord + (0,), (r.rid,)) for r, c in kept]
+                self.store.mark_reused(self.run_id, st.name, [c for _, c in kept], [ord_text(r.ord + (0,)) for r, _ in kept])
+                stats.rows_reused += len(kept)
+                self.progress.advance(len(kept))
+                parents = [r for r, c in zip(parents, cand, strict=True) if c not in done]
+                if not parents:
+                    return out
+                ctx = replace(ctx, row_ids=[r.rid for r in parents], parent_ids=[r.parents for r in parents])
+        results = st.op.run_apply([r.data for r in parents], st.opts, ctx)
         records = []
         per_parent: dict[tuple[Any, ...], int] = defaultdict(int)
         for j, (idx, fields) in enumerate(results):
@@ -391,8 +408,8 @@ class Runner:
             records.append(self._row_record(st, pids[0] if pids else "", k, rid, data, parents=pids, round_=round_, ord_=o))
         existing = self.store.ok_rows([r["row_id"] for r in records])
         self.store.write_rows(self.run_id, st.name, [r for r in records if r["row_id"] not in existing])
-        self.store.mark_reused(self.run_id, st.name, list(existing),
-                               [r["ord"] for r in records if r["row_id"] in existing])
+        reused = [r for r in records if r["row_id"] in existing]
+        self.store.mark_reused(self.run_id, st.name, [r["row_id"] for r in reused], [r["ord"] for r in reused])
         stats.rows_reused += len(existing)
         self.progress.advance(len(parents))
         return out
@@ -730,6 +747,11 @@ class LLMStep:
         r.progress.advance(len(ts), int(res.completion_tokens or 0))
         if not self.inflight:
             r.events.append((time.monotonic(), self.st.name, "last_result"))
+
+
+#: row-local operators that make at most one row per input row (sample 0) from that row alone: a cached re-run
+#: reuses their stored rows instead of running them again (explode fans out; side inputs may change)
+_REUSABLE_ROW_OPS = frozenset({"verify", "filter", "derive", "eliminate", "decontaminate", "select"})
 
 
 def loop_inputs(lp: LoopSpec) -> tuple[str, ...]:

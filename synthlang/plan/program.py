@@ -84,13 +84,14 @@ class StepSpec:
     model: ModelSpec | None = None
     span: Span | None = field(default=None, compare=False, repr=False)
     #: the effective sampling params (the model's, overridden by the step's ``temperature``/``top_p``/``max_tokens``)
-    sampling: SamplingParams | None = field(default=None, compare=False)
+    #: (not an init field: ``dataclasses.replace`` with new options or a new model resolves them again)
+    sampling: SamplingParams | None = field(default=None, compare=False, init=False)
     #: USD per million prompt / completion tokens (0 when the model declares no price)
-    price: tuple[float, float] = field(default=(0.0, 0.0), compare=False)
+    price: tuple[float, float] = field(default=(0.0, 0.0), compare=False, init=False)
 
     def __post_init__(self) -> None:
         # resolved once here; the runner, the budget and the engines read them from the step
-        if self.model is not None and self.sampling is None:
+        if self.model is not None:
             over = {k: self.opts[k] for k in ("temperature", "top_p", "max_tokens") if self.opts.get(k) is not None}
             object.__setattr__(self, "sampling", replace(self.model.sampling, **over) if over else self.model.sampling)
             o = self.model.options
@@ -99,7 +100,7 @@ class StepSpec:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as plain data: the operator by name (looked up in the registry on load), never its functions."""
-        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "op"}
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "op" and f.init}
         return (_step_from_plain, (self.op.name, state))
 
 

@@ -645,35 +645,53 @@ class Store:
         tables = [("calls", ("call_key",), True, _CALL_COLS, list(calls)), ("rows", ("row_id",), True, _ROW_COLS, list(rows)),
                   ("lineage", ("child_id", "parent_id"), False, _LINEAGE_COLS, list(lineage)),
                   ("run_rows", ("run_id", "row_id", "step"), False, _RUN_ROW_COLS, list(run_rows))]
+        arrows = []
+        for name, key, replace, cols, recs in tables:
+            if recs:
+                columns = list(zip(*recs, strict=True))   # one C-level transpose, then one Arrow array per column
+                arrows.append((name, key, replace, cols, pa.table({c: pa.array(columns[i], type=t)
+                                                                   for i, (c, t) in enumerate(cols)})))
+        # Almost every batch holds only new keys: a plain INSERT checks them against the primary keys' indexes
+        # (tens of ms). A key already stored (a failed row or errored call redone, a replayed journal, a resumed
+        # run) raises a constraint error; then the batch is written again set-based: existing keys updated in
+        # place or skipped, the rest inserted (an anti-join, which scans the table: slower on a large store).
+        for name, _, _, _, arrow in arrows:   # registered outside the transaction: an aborted one refuses unregister
+            con.register(f"_synth_buf_{name}", arrow)
         try:
-            con.execute("BEGIN TRANSACTION")
-            for name, key, replace, cols, recs in tables:
-                if not recs:
-                    continue
-                arrow = pa.table({c: pa.array([r[i] for r in recs], type=t) for i, (c, t) in enumerate(cols)})
-                on = " AND ".join(f"t.{k} = b.{k}" for k in key)
-                names = ", ".join(c for c, _ in cols)
-                con.register("_synth_buf", arrow)
+            for careful in (False, True):
                 try:
-                    # INSERT OR REPLACE is ~4x slower than an anti-join insert here; a key already stored is
-                    # rare (a failed row or errored call that succeeded on retry) and is updated in place
-                    if replace and con.execute(f"SELECT count(*) FROM {name} t JOIN _synth_buf b ON {on}").fetchone()[0]:
-                        sets = ", ".join(f"{c} = b.{c}" for c, _ in cols if c not in key)
-                        con.execute(f"UPDATE {name} AS t SET {sets} FROM _synth_buf b WHERE {on}")
-                    con.execute(f"INSERT INTO {name} ({names}) SELECT b.* FROM _synth_buf b ANTI JOIN {name} t ON {on}")
-                finally:
-                    con.unregister("_synth_buf")
-            for sql, vals in steps:
-                con.execute(sql, vals)
-            con.execute("COMMIT")
-        except BaseException as exc:
-            try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            if not isinstance(exc, duckdb.Error):
-                raise
-            raise StoreError(f"cannot write to {self.path}: {exc}") from None
+                    con.execute("BEGIN TRANSACTION")
+                    for name, key, replace, cols, _ in arrows:
+                        names = ", ".join(c for c, _ in cols)
+                        buf = f"_synth_buf_{name}"
+                        if not careful:
+                            con.execute(f"INSERT INTO {name} ({names}) SELECT * FROM {buf}")
+                            continue
+                        on = " AND ".join(f"t.{k} = b.{k}" for k in key)
+                        if replace and con.execute(f"SELECT count(*) FROM {name} t JOIN {buf} b ON {on}").fetchone()[0]:
+                            sets = ", ".join(f"{c} = b.{c}" for c, _ in cols if c not in key)
+                            con.execute(f"UPDATE {name} AS t SET {sets} FROM {buf} b WHERE {on}")
+                        con.execute(f"INSERT INTO {name} ({names}) SELECT b.* FROM {buf} b ANTI JOIN {name} t ON {on}")
+                    for sql, vals in steps:
+                        con.execute(sql, vals)
+                    con.execute("COMMIT")
+                    return
+                except BaseException as exc:
+                    try:
+                        con.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass
+                    if isinstance(exc, duckdb.ConstraintException) and not careful:
+                        continue
+                    if not isinstance(exc, duckdb.Error):
+                        raise
+                    raise StoreError(f"cannot write to {self.path}: {exc}") from None
+        finally:
+            for name, *_ in arrows:
+                try:
+                    con.unregister(f"_synth_buf_{name}")
+                except duckdb.Error:
+                    pass
 
     # ---------------------------------------------------------------- journal
     def _journal_append(self, rec: tuple) -> None:
