@@ -75,23 +75,32 @@ def _child_throughput(folder: str) -> None:
         prog = synthlang.check_file(folder_p / "orch.synth")
         store = Store(folder_p / "db.duckdb")
         t0 = time.perf_counter()
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
         s = Runner(prog, store).run()
         store.close()
         wall = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)   # every thread of this process
         con = duckdb.connect(str(folder_p / "db.duckdb"), read_only=True)
         rows = con.execute("SELECT count(*) FROM run_rows WHERE run_id = ?", [s.run_id]).fetchone()[0]
         con.close()
+        # rows per CPU-second: what the run costs, read apart from how loaded the machine was
         out[label] = {"wall_s": round(wall, 2), "rows": rows, "rows_per_s": round(rows / wall), "calls_made": s.calls_made,
-                      "calls_cached": s.calls_cached}
+                      "calls_cached": s.calls_cached, "cpu_s": round(cpu, 2), "rows_per_cpu_s": round(rows / max(cpu, 1e-9)),
+                      "rows_reused": sum(x.rows_reused for x in s.steps)}
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(out))
 
 
-def throughput(n: int) -> dict[str, Any]:
+#: the chain without verify: what the core costs apart from math-verify's per-row comparison (ops/mathcheck.py)
+CHAIN_NO_VERIFY = CHAIN.replace("step v = verify(a, field=final_answer, gold=gold)\n", "").replace("export v to", "export a to")
+
+
+def throughput(n: int, recipe: str = CHAIN) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         _seeds(folder, n)
-        (folder / "orch.synth").write_text(CHAIN, encoding="utf-8")
+        (folder / "orch.synth").write_text(recipe, encoding="utf-8")
         p = subprocess.run([sys.executable, __file__, "--child-throughput", d], capture_output=True, text=True, cwd=d,
                            env={**os.environ, "PYTHONPATH": str(REPO), "SYNTH_FAKE_DELAY": "0"})
         if p.returncode != 0:
@@ -332,7 +341,7 @@ step a = answer(r, model=m, field=rq)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes on 2 cores)")
-    ap.add_argument("--only", default="", help="comma-separated figures to run (throughput,streaming,launch,store,kill9,openai)")
+    ap.add_argument("--only", default="", help="comma-separated figures to run (throughput,throughput_no_verify,streaming,launch,store,kill9,openai)")
     ap.add_argument("--child-throughput", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_throughput:
@@ -356,6 +365,7 @@ def main() -> None:
 
     sizes = (1_000, 5_000) if q else (10_000, 100_000)
     step("throughput", lambda: [throughput(n) for n in sizes])
+    step("throughput_no_verify", lambda: [throughput(n, CHAIN_NO_VERIFY) for n in sizes[:1]])
     step("streaming", lambda: streaming(40 if q else 100, 0.02))
     step("launch", lambda: launch_to_first_call(2_000))
     step("store", lambda: store_1m(100_000 if q else 1_000_000))

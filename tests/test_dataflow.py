@@ -363,3 +363,27 @@ def test_a_reader_that_never_lets_go_loses_no_call(project, fake_factory, monkey
     s = _run(r2)
     assert s.status == "finished" and s.calls_made == 0 and s.calls_cached > 0
     assert len((project / "out" / "v.jsonl").read_text(encoding="utf-8").splitlines()) == 20
+
+
+def test_progress_has_one_task_per_step_with_growing_totals(project, fake_factory, monkeypatch):
+    """Steps run at once (each in its thread): each gets its own bar, whose total grows as rows reach it."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from synthlang.cli.run import _RichProgress
+
+    monkeypatch.setenv("SYNTH_FAKE_DELAY", "0.005")
+    text = FAKE_RECIPE.replace("limit: int = 4", "limit: int = 10")
+    bars = Progress(console=Console(file=io.StringIO(), force_terminal=True), auto_refresh=False)
+    prog = synthlang.check_file(write(project / "r.synth", text))
+    store = Store(project / "db.duckdb")
+    s = _run(Runner(prog, store, _RichProgress(bars), engine_factory=fake_factory))
+    assert s.status == "finished"
+    tasks = {t.description: t for t in bars.tasks}
+    assert sorted(tasks) == ["a", "r", "v"]
+    # rephrase: 10 rows; answer: 10 rows x n=2; verify: the 20 answers. Totals grew from 0 to what arrived.
+    assert (tasks["r"].total, tasks["r"].completed) == (10, 10)
+    assert (tasks["a"].total, tasks["a"].completed) == (20, 20)
+    assert (tasks["v"].total, tasks["v"].completed) == (20, 20)
