@@ -342,6 +342,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes on 2 cores)")
     ap.add_argument("--only", default="", help="comma-separated figures to run (throughput,throughput_no_verify,streaming,launch,store,kill9,openai)")
+    ap.add_argument("--delay", type=float, default=0.02,
+                    help="SYNTH_FAKE_DELAY of the streaming figure (raise it on a loaded machine, so calls outweigh overhead)")
     ap.add_argument("--child-throughput", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_throughput:
@@ -366,7 +368,7 @@ def main() -> None:
     sizes = (1_000, 5_000) if q else (10_000, 100_000)
     step("throughput", lambda: [throughput(n) for n in sizes])
     step("throughput_no_verify", lambda: [throughput(n, CHAIN_NO_VERIFY) for n in sizes[:1]])
-    step("streaming", lambda: streaming(40 if q else 100, 0.02))
+    step("streaming", lambda: streaming(40 if q else 100, args.delay))
     step("launch", lambda: launch_to_first_call(2_000))
     step("store", lambda: store_1m(100_000 if q else 1_000_000))
     step("kill9", lambda: kill9(4 if q else 20, 2_000))

@@ -278,11 +278,14 @@ def _hold_when_calls(db: Path, seconds: float) -> subprocess.Popen:
     """A separate process (a notebook, say) that opens ``db`` read-only once the run has stored a call and keeps
     that connection open for ``seconds``; it prints ``held`` when it has the file."""
     code = f"""
-import time, duckdb
+import os, time, duckdb
+want = {str(db) + ".wantread"!r}
 while True:
     try:
         con = duckdb.connect({str(db)!r}, read_only=True)
     except duckdb.Error:
+        open(want, "a").close()   # what synth's own readers do: ask the writer to let go (Store.release)
+        os.utime(want)
         time.sleep(0.02)
         continue
     try:

@@ -109,6 +109,7 @@ def _connect(path: Path, read_only: bool, wait_s: float = 0.0) -> duckdb.DuckDBP
     """
     deadline = time.monotonic() + wait_s
     delay = 0.01
+    asked = -1.0
     while True:
         try:
             # readers get no file system access: `synth query` can neither write files (COPY ... TO)
@@ -118,6 +119,14 @@ def _connect(path: Path, read_only: bool, wait_s: float = 0.0) -> duckdb.DuckDBP
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
                 raise StoreError(f"cannot open {path}: {exc}") from None
+            if read_only and time.monotonic() >= asked + 0.5:   # ask the writer to let go (Store.release)
+                asked = time.monotonic()
+                try:
+                    want = path.with_name(path.name + ".wantread")
+                    want.touch()
+                    os.utime(want)
+                except OSError:
+                    pass
             if time.monotonic() >= deadline:
                 holder = _holder(str(exc))
                 if read_only:
@@ -192,6 +201,8 @@ class Store:
     #: seconds a writer may keep DuckDB's file lock after a commit before it lets go,
     #: so that ``synth query`` in another terminal gets in between commits.
     HOLD_S = 1.0
+    #: ... and at the latest after this many seconds, whether or not a reader asked (see :meth:`release`)
+    HOLD_MAX_S = 3.0
     #: seconds a reader waits for a committing writer; a writer waits longer for readers.
     READ_WAIT_S = 10.0
     WRITE_WAIT_S = 120.0
@@ -227,6 +238,7 @@ class Store:
         self._lock = threading.RLock()
         self._buf = _Buffer()
         self._journal_path = self.path.with_name(self.path.name + ".journal")
+        self._want_path = self.path.with_name(self.path.name + ".wantread")
         self._journal_fd: int | None = None
         #: flushes done, and calls replayed from a killed writer's journal when this store opened
         self.flushes = 0
@@ -303,6 +315,14 @@ class Store:
         self.blocked_by = None
         return True
 
+    def _reader_waiting(self) -> bool:
+        """Whether a reader asked for the file since this writer opened it (``<db>.wantread`` touched)."""
+        try:
+            asked = os.stat(self._want_path).st_mtime
+        except OSError:
+            return False
+        return asked >= time.time() - (time.monotonic() - self._opened_at) - 0.05
+
     def _close_ro(self) -> None:
         if self._ro_con is not None:
             try:
@@ -316,16 +336,21 @@ class Store:
         """The append-only journal of finished calls not yet flushed (``<db>.journal``)."""
         return self._journal_path
 
-    def release(self, force: bool = False) -> None:
-        """Let go of DuckDB's file lock if a writer has held it ``HOLD_S`` seconds (or ``force``).
+    def release(self, force: bool = False, idle: bool = False) -> None:
+        """Let go of DuckDB's file lock (the advisory run lock stays held; buffered writes stay buffered).
 
-        Called after each flush, so readers in other processes get in between
-        flushes; the advisory run lock stays held. Buffered writes stay buffered.
+        Called after each flush. A writer lets go once it has held the file ``HOLD_S`` seconds when a
+        reader asked for it (a ``synth query``/``lineage``/``export`` that found the file locked touches
+        ``<db>.wantread``) or when it is ``idle`` (waiting on its engines), and after ``HOLD_MAX_S`` in any
+        case (readers that do not ask, such as a notebook's own ``duckdb.connect``). Closing the
+        connection checkpoints the WAL into the file and reopening costs again, so a writer nobody waits
+        for keeps it: at a high write rate that cycle was a large share of the run.
         """
         with self._lock:
             if self._con is None or self.read_only or self._depth:
                 return
-            if force or time.monotonic() - self._opened_at >= self.HOLD_S:
+            held = time.monotonic() - self._opened_at
+            if force or held >= self.HOLD_MAX_S or (held >= self.HOLD_S and (idle or self._reader_waiting())):
                 try:
                     self._con.close()
                 except duckdb.Error:
@@ -831,7 +856,7 @@ class Store:
             if self._lock.acquire(blocking=False):   # a node thread using the connection keeps it a moment longer
                 try:
                     if not (self._buf.calls or self._buf.rows or self._buf.run_rows):
-                        self.release()
+                        self.release(idle=True)
                 finally:
                     self._lock.release()
 
