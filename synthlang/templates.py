@@ -365,6 +365,7 @@ def render(text: str, values: dict[str, Any], name: str = "<template>") -> str:
         _state.deadline = outer
 
 
+@lru_cache(maxsize=1024)
 def template_hash(text: str) -> str:
     """sha256 of a template's text, first 16 hex digits (recorded in lineage)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

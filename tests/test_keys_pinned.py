@@ -106,3 +106,14 @@ def test_keys_match_the_reference_on_random_inputs():
         assert digest(obj, n) == _ref_digest(obj, n)
         fp, parents = _rand_text(rng), [_rand_text(rng) for _ in range(rng.randint(0, 3))]
         assert row_id(fp, parents, n) == _ref_digest({"step": fp, "parents": parents, "sample": n}, 24)
+
+
+def test_sampling_key_dicts_and_a_key_built_from_them_are_pinned():
+    from synthlang.engines.base import SamplingParams
+
+    sp = SamplingParams(temperature=0.7, max_tokens=256, stop=("\n\n",), top_k=40)
+    assert sp.key_dict() == {"temperature": 0.7, "top_p": 1.0, "top_k": 40, "max_tokens": 256, "stop": ["\n\n"]}
+    assert list(sp.key_dict()) == ["temperature", "top_p", "top_k", "max_tokens", "stop"]
+    assert SamplingParams().key_dict() == {"temperature": 0.7, "top_p": 1.0, "max_tokens": 256}
+    assert call_key("embedded", "smollm2", [{"role": "user", "content": "Rephrase: 2+2?"}], sp.key_dict(), 0, None) \
+        == ("462295e5101613f4f6a558e0d8a8a99b", 1561462612)
