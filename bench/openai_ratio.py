@@ -1,33 +1,189 @@
-"""OpenAI ratio: the rephrase recipe on the openai engine vs a raw AsyncOpenAI loop at the same concurrency,
-both against the same vLLM OpenAI server (which batches concurrent requests).
+"""OpenAI ratio: the openai engine vs a raw AsyncOpenAI loop at the same concurrency, sending the same requests.
 
-Usage: python bench/openai_ratio.py MODEL [--base-url URL] [--served-name NAME] [--concurrency 16] [--n 64]
-       [--max-tokens 32] [--reps 5]
-Without --base-url the script starts ``python -m vllm.entrypoints.openai.api_server --model MODEL`` on a
-free loopback port (vllm must be importable) and stops it at the end. Target: ratio >= 0.97.
-Writes bench/results/openai_ratio.json.
+Two set-ups:
+
+* ``MODEL``: the rephrase recipe against a vLLM OpenAI server (which batches concurrent requests).
+  Usage: ``python bench/openai_ratio.py MODEL [--base-url URL] [--served-name NAME] [--concurrency 16] [--n 64]
+  [--max-tokens 32] [--reps 5]``. Without --base-url the script starts
+  ``python -m vllm.entrypoints.openai.api_server --model MODEL`` on a free loopback port (vllm must be
+  importable) and stops it at the end. Target: ratio >= 0.97. Writes bench/results/openai_ratio.json.
+* ``--loopback``: issue 9's set-up. An instant OpenAI-compatible server on loopback (``bench/loopback_server.py``,
+  its own process) answers every request after ``--latency`` seconds (default 0.05); 2,000 GSM8K questions
+  (train_first1000 then test) -> rewrite (``rephrase``) -> answer, 4,000 calls at concurrency 64 (adaptive, the
+  default), in paired rounds (the order inside a pair alternates). Three sides, each ratio = raw seconds / side
+  seconds:
+
+  - ``engine``: ``OpenAIEngine.generate`` alone, handed each step's requests as a request stream (a generator,
+    as the runner and the streaming scheduler hand them), step 2 after step 1;
+  - ``recipe``: the whole 2-step recipe through ``Runner`` into a fresh DuckDB file (store writes included);
+  - ``raw``: an ``AsyncOpenAI`` loop with a semaphore of 64 (``bench/rawloop.py``) sending the same messages,
+    step 2's prompts given ready-made.
+
+  Usage: ``python bench/openai_ratio.py --loopback [--questions 2000] [--concurrency 64] [--latency 0.05]
+  [--reps 3] [--sides engine,recipe]``. Target (issue 9): engine and recipe >= 0.95.
+  Writes bench/results/openai_ratio_loopback.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 from common import alternate, project, recipe_messages, run_recipe, synthlang_overhead, write_result
 from rawloop import raw_openai
 
+LOOPBACK_RECIPE = """
+recipe oa_bench "GSM8K questions -> rewrite -> answer through the openai engine"
+model m = openai("bench", base_url="{base}", api_key_env="SYNTH_BENCH_KEY", concurrency={c}, temperature=0.7,
+                 max_tokens=32, timeout=600)
+source seeds = jsonl("seeds.jsonl") {{
+  question: str
+  answer: str
+}}
+step rewritten = rephrase(seeds, model=m, field=question) -> rq
+step answered = answer(rewritten, model=m, field=rq)
+"""
+
+
+def _loopback_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    here = Path(__file__).resolve().parent
+    proc = subprocess.Popen([sys.executable, str(here / "loopback_server.py"), "--latency", str(latency)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().split()[1])
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def loopback(a: argparse.Namespace) -> None:
+    """Issue 9's paired rounds against the loopback server (see the module docstring)."""
+    from common import REPO
+
+    import synthlang
+    from synthlang.engines.base import Request
+    from synthlang.engines.openai import OpenAIEngine
+    from synthlang.execute.runner import Runner
+    from synthlang.plan.keys import call_key
+    from synthlang.store import Store
+
+    os.environ["SYNTH_BENCH_KEY"] = "sk-bench-none"
+    server, base = _loopback_server(a.latency)
+    sides = [s for s in a.sides.split(",") if s]
+    root = Path(tempfile.mkdtemp(prefix="synth-oa-loopback-"))
+    data = REPO / "recipes" / "data" / "gsm8k"
+    seeds = [json.loads(x) for x in (data / "train_first1000.jsonl").read_text(encoding="utf-8").splitlines()]
+    seeds += [json.loads(x) for x in (data / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    seeds = seeds[:a.questions]
+    with open(root / "seeds.jsonl", "w", encoding="utf-8") as f:
+        for row in seeds:
+            f.write(json.dumps({"question": row["question"], "answer": row["answer"]}) + "\n")
+    (root / "oa.synth").write_text(LOOPBACK_RECIPE.format(base=base, c=a.concurrency), encoding="utf-8")
+    prog = synthlang.check_file(root / "oa.synth")
+
+    def run_recipe_once(tag: str) -> tuple[float, Path]:
+        db = root / f"{tag}.duckdb"
+        with Store(db) as store:
+            t = time.perf_counter()
+            s = Runner(prog, store).run()
+            wall = time.perf_counter() - t
+        assert s.calls_made == 2 * len(seeds), (s.calls_made, [(x.name, x.rows_failed) for x in s.steps])
+        return wall, db
+
+    try:
+        _, db = run_recipe_once("warmup")   # also gives the exact messages of both steps
+        import duckdb
+
+        con = duckdb.connect(str(db), read_only=True)
+        steps = {}
+        for step in ("rewritten", "answered"):
+            rows = con.execute("select messages, seed from calls c join rows r on r.call_key = c.call_key "
+                               "where r.step = ? order by r.row_id", [step]).fetchall()
+            steps[step] = [(json.loads(m), int(sd)) for m, sd in rows]
+        con.close()
+        m = prog.models["m"]
+        sampling = m.sampling
+        skey = sampling.key_dict()
+        reqs = {st: [Request(call_key("openai", "bench", msgs, skey, 0, None)[0], tuple(msgs), sampling, sd)
+                     for msgs, sd in v] for st, v in steps.items()}
+
+        def engine_side() -> float:
+            e = OpenAIEngine("bench", base_url=base, api_key_env="SYNTH_BENCH_KEY", concurrency=a.concurrency,
+                             timeout=600)
+            e.load()
+            t = time.perf_counter()
+            n = 0
+            for st in ("rewritten", "answered"):
+                n += sum(1 for r in e.generate(x for x in reqs[st]) if not r.error)
+            wall = time.perf_counter() - t
+            e.close()
+            assert n == 2 * len(seeds), n
+            return wall
+
+        def raw_side() -> float:
+            t = time.perf_counter()
+            for st in ("rewritten", "answered"):
+                raw_openai(base, "bench", [x[0] for x in steps[st]], a.concurrency, 32)
+            return time.perf_counter() - t
+
+        rounds = []
+        for i in range(a.reps):
+            order = (["raw", *sides] if i % 2 == 0 else [*sides, "raw"])
+            walls: dict[str, float] = {}
+            for side in order:
+                if side == "raw":
+                    walls[side] = raw_side()
+                elif side == "engine":
+                    walls[side] = engine_side()
+                else:
+                    walls[side] = run_recipe_once(f"round{i}")[0]
+            rnd = {"order": order, **{f"{k}_s": round(v, 3) for k, v in walls.items()},
+                   **{f"{k}_ratio": round(walls["raw"] / walls[k], 3) for k in sides}, "load_avg": os.getloadavg()}
+            rounds.append(rnd)
+            print(f"  round {i + 1}: " + json.dumps(rnd), flush=True)
+    finally:
+        server.terminate()
+    result = {f"{k}_ratio_median": statistics.median(r[f"{k}_ratio"] for r in rounds) for k in sides}
+    result.update({f"{k}_ratio_min": min(r[f"{k}_ratio"] for r in rounds) for k in sides})
+    result["raw_s_median"] = statistics.median(r["raw_s"] for r in rounds)
+    result.update({f"{k}_s_median": statistics.median(r[f"{k}_s"] for r in rounds) for k in sides})
+    result["rounds"] = rounds
+    result["ratio_median"] = result[f"{sides[0]}_ratio_median"]
+    result["ratio_min"] = result[f"{sides[0]}_ratio_min"]
+    result["ratio_max"] = max(r[f"{sides[0]}_ratio"] for r in rounds)
+    write_result("openai_ratio_loopback", {"questions": len(seeds), "calls": 2 * len(seeds), "concurrency": a.concurrency,
+                                           "latency_s": a.latency, "reps": a.reps, "sides": sides,
+                                           "server": "bench/loopback_server.py"}, result)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("model")
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--loopback", action="store_true", help="issue 9's instant loopback server instead of vLLM")
+    ap.add_argument("--questions", type=int, default=2000)
+    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--sides", default="engine,recipe")
     ap.add_argument("--base-url")
     ap.add_argument("--served-name", default=None)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--concurrency", type=int, default=None, help="16 (vLLM) / 64 (--loopback)")
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--max-model-len", type=int, default=1024)
     a = ap.parse_args()
+    if a.loopback:
+        a.concurrency = a.concurrency or 64
+        a.reps = a.reps if a.reps != 5 else 3
+        loopback(a)
+        return
+    if not a.model:
+        ap.error("MODEL is required without --loopback")
+    a.concurrency = a.concurrency or 16
     server = None
     base_url, name = a.base_url, a.served_name or a.model
     if base_url is None:
