@@ -17,11 +17,19 @@ Two set-ups:
     as the runner and the streaming scheduler hand them), step 2 after step 1;
   - ``recipe``: the whole 2-step recipe through ``Runner`` into a fresh DuckDB file (store writes included);
   - ``raw``: an ``AsyncOpenAI`` loop with a semaphore of 64 (``bench/rawloop.py``) sending the same messages,
-    step 2's prompts given ready-made.
+    one client for both steps, step 2's prompts given ready-made.
+
+  - ``rawpost`` (optional): the raw loop sending through ``client.post`` as the engine does, so the engine's
+    own work (threads, queue, adaptive limit, retries) can be told apart from the client path it takes.
+
+  Every side's seconds include creating and closing its client.
+
+  Each side also records this process's CPU per call (all threads; the server is another process): on a
+  loaded 2-core machine the client is CPU-bound, so that figure explains the walls.
 
   Usage: ``python bench/openai_ratio.py --loopback [--questions 2000] [--concurrency 64] [--latency 0.05]
-  [--reps 3] [--sides engine,recipe]``. Target (issue 9): engine and recipe >= 0.95.
-  Writes bench/results/openai_ratio_loopback.json.
+  [--reps 3] [--sides engine,recipe] [--tag T]``. Target (issue 9): engine and recipe >= 0.95.
+  Writes bench/results/openai_ratio_loopback.json (``-T`` appended with ``--tag``).
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import alternate, project, recipe_messages, run_recipe, synthlang_overhead, write_result
-from rawloop import raw_openai
+from rawloop import raw_openai, raw_openai_steps
 
 LOOPBACK_RECIPE = """
 recipe oa_bench "GSM8K questions -> rewrite -> answer through the openai engine"
@@ -86,63 +95,80 @@ def loopback(a: argparse.Namespace) -> None:
     (root / "oa.synth").write_text(LOOPBACK_RECIPE.format(base=base, c=a.concurrency), encoding="utf-8")
     prog = synthlang.check_file(root / "oa.synth")
 
-    def run_recipe_once(tag: str) -> tuple[float, Path]:
-        db = root / f"{tag}.duckdb"
-        with Store(db) as store:
+    def run_recipe_once(tag: str) -> float:
+        with Store(root / f"{tag}.duckdb") as store:
             t = time.perf_counter()
             s = Runner(prog, store).run()
             wall = time.perf_counter() - t
         assert s.calls_made == 2 * len(seeds), (s.calls_made, [(x.name, x.rows_failed) for x in s.steps])
-        return wall, db
+        with Store(root / f"{tag}.duckdb") as store:   # the recipe sent exactly the requests the other sides send
+            sent = {k for (k,) in store.query("select call_key from calls")[1]}
+        assert sent == {q.key for v in reqs.values() for q in v}, "the recipe's calls differ from the bench's requests"
+        return wall
 
     try:
-        _, db = run_recipe_once("warmup")   # also gives the exact messages of both steps
-        import duckdb
+        # the exact requests of both steps, rendered as the runner renders them: step 1 from the seeds, step 2
+        # from step 1's replies (the server's replies are a pure function of the prompt) after rephrase's post
 
-        con = duckdb.connect(str(db), read_only=True)
-        steps = {}
-        for step in ("rewritten", "answered"):
-            rows = con.execute("select messages, seed from calls c join rows r on r.call_key = c.call_key "
-                               "where r.step = ? order by r.row_id", [step]).fetchall()
-            steps[step] = [(json.loads(m), int(sd)) for m, sd in rows]
-        con.close()
         m = prog.models["m"]
         sampling = m.sampling
         skey = sampling.key_dict()
-        reqs = {st: [Request(call_key("openai", "bench", msgs, skey, 0, None)[0], tuple(msgs), sampling, sd)
-                     for msgs, sd in v] for st, v in steps.items()}
+        steps_by_name = {st.name: st for st in prog.steps}
+        with Store(root / "render.duckdb") as store:
+            runner = Runner(prog, store)
+            reqs: dict[str, list[Any]] = {}
+            rows = [dict(r) for r in seeds]
+            warm = OpenAIEngine("bench", base_url=base, api_key_env="SYNTH_BENCH_KEY", concurrency=a.concurrency,
+                                timeout=600)
+            for name in ("rewritten", "answered"):
+                st = steps_by_name[name]
+                reqs[name] = []
+                for r in rows:
+                    msgs = runner._messages(st, r)
+                    key, seed = call_key("openai", "bench", list(msgs), skey, 0, None)
+                    reqs[name].append(Request(key, msgs, sampling, seed))
+                texts = {res.key: res.text for res in warm.generate(reqs[name])}
+                rows = [{**r, **{st.rename.get(k, k): v for k, v in st.op.post(r, texts[q.key], st.opts).items()}}
+                        for r, q in zip(rows, reqs[name], strict=True)]
+            warm.close()
+        steps = {name: [[dict(x) for x in q.messages] for q in v] for name, v in reqs.items()}
 
         def engine_side() -> float:
+            t = time.perf_counter()   # the client's creation counts, as the raw side's does
             e = OpenAIEngine("bench", base_url=base, api_key_env="SYNTH_BENCH_KEY", concurrency=a.concurrency,
                              timeout=600)
             e.load()
-            t = time.perf_counter()
             n = 0
             for st in ("rewritten", "answered"):
                 n += sum(1 for r in e.generate(x for x in reqs[st]) if not r.error)
-            wall = time.perf_counter() - t
             e.close()
+            wall = time.perf_counter() - t
             assert n == 2 * len(seeds), n
             return wall
 
-        def raw_side() -> float:
-            t = time.perf_counter()
-            for st in ("rewritten", "answered"):
-                raw_openai(base, "bench", [x[0] for x in steps[st]], a.concurrency, 32)
-            return time.perf_counter() - t
+        def raw_side() -> float:   # one client for both steps, created inside the timing (as the engine's)
+            return float(raw_openai_steps(base, "bench", [steps["rewritten"], steps["answered"]], a.concurrency,
+                                          32)["seconds"])
 
         rounds = []
         for i in range(a.reps):
             order = (["raw", *sides] if i % 2 == 0 else [*sides, "raw"])
             walls: dict[str, float] = {}
+            cpu: dict[str, float] = {}
             for side in order:
+                c = time.process_time()   # this process's CPU, all threads (the server runs in its own process)
                 if side == "raw":
                     walls[side] = raw_side()
                 elif side == "engine":
                     walls[side] = engine_side()
+                elif side == "rawpost":
+                    walls[side] = float(raw_openai_steps(base, "bench", [steps["rewritten"], steps["answered"]],
+                                                         a.concurrency, 32, via="post")["seconds"])
                 else:
-                    walls[side] = run_recipe_once(f"round{i}")[0]
+                    walls[side] = run_recipe_once(f"round{i}")
+                cpu[side] = time.process_time() - c
             rnd = {"order": order, **{f"{k}_s": round(v, 3) for k, v in walls.items()},
+                   **{f"{k}_cpu_ms_per_call": round(1000 * v / (2 * len(seeds)), 3) for k, v in cpu.items()},
                    **{f"{k}_ratio": round(walls["raw"] / walls[k], 3) for k in sides}, "load_avg": os.getloadavg()}
             rounds.append(rnd)
             print(f"  round {i + 1}: " + json.dumps(rnd), flush=True)
@@ -151,12 +177,14 @@ def loopback(a: argparse.Namespace) -> None:
     result = {f"{k}_ratio_median": statistics.median(r[f"{k}_ratio"] for r in rounds) for k in sides}
     result.update({f"{k}_ratio_min": min(r[f"{k}_ratio"] for r in rounds) for k in sides})
     result["raw_s_median"] = statistics.median(r["raw_s"] for r in rounds)
+    result.update({f"{k}_cpu_ms_per_call_median": statistics.median(r[f"{k}_cpu_ms_per_call"] for r in rounds)
+                   for k in ["raw", *sides]})
     result.update({f"{k}_s_median": statistics.median(r[f"{k}_s"] for r in rounds) for k in sides})
     result["rounds"] = rounds
     result["ratio_median"] = result[f"{sides[0]}_ratio_median"]
     result["ratio_min"] = result[f"{sides[0]}_ratio_min"]
     result["ratio_max"] = max(r[f"{sides[0]}_ratio"] for r in rounds)
-    write_result("openai_ratio_loopback", {"questions": len(seeds), "calls": 2 * len(seeds), "concurrency": a.concurrency,
+    write_result("openai_ratio_loopback" + (f"-{a.tag}" if a.tag else ""), {"questions": len(seeds), "calls": 2 * len(seeds), "concurrency": a.concurrency,
                                            "latency_s": a.latency, "reps": a.reps, "sides": sides,
                                            "server": "bench/loopback_server.py"}, result)
 
@@ -168,6 +196,7 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=2000)
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--sides", default="engine,recipe")
+    ap.add_argument("--tag", default="", help="--loopback: results go to openai_ratio_loopback-TAG.json")
     ap.add_argument("--base-url")
     ap.add_argument("--served-name", default=None)
     ap.add_argument("--concurrency", type=int, default=None, help="16 (vLLM) / 64 (--loopback)")
