@@ -1,7 +1,7 @@
 """Per-row Python cost of the runner's row path, independent of the scheduler and the store (issue 9).
 
 The quickstart recipe (``recipes/quickstart.synth``: source -> rephrase -> answer -> verify) on N GSM8K seeds,
-each stage timed on its own, in microseconds per row (per call for the LLM stages):
+each stage timed on its own, in CPU microseconds per row (per call for the LLM stages):
 
 * ``render``: the prompt of a call, as the runner renders it (``Runner._messages``: Jinja in the bounded
   sandbox), for the rephrase and the answer step;
@@ -13,7 +13,8 @@ each stage timed on its own, in microseconds per row (per call for the LLM stage
   first pass (``verify_cold``) and again on the same rows in the same process (``verify_warm``, what a cached
   re-run or a loop's next round pays).
 
-Each stage is timed ``--reps`` times and the fastest run is kept (the least disturbed by other load).
+Each stage is timed ``--reps`` times in CPU seconds of this process (``time.process_time``, all threads) and
+the fewest is kept: wall clocks on a shared 2-core machine mostly measure the other processes.
 
 ``total_per_seed_us`` adds them up for one seed going through the three steps (2 calls, one verify). The
 core's target is 20,000 rows/s committed across all steps, i.e. about 50 us per row for everything.
@@ -39,12 +40,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _timed(fn: Any, reps: int) -> float:
-    """Fastest wall seconds of ``fn()`` over ``reps`` runs (the least disturbed by other load on the machine)."""
+    """Fewest CPU seconds of this process (all threads) that ``fn()`` took over ``reps`` runs.
+
+    CPU time, not wall time: on a shared machine a wall clock counts the time other processes held the
+    cores, which moved single figures by 5x between consecutive runs here.
+    """
     out = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = time.process_time()
         fn()
-        out.append(time.perf_counter() - t)
+        out.append(time.process_time() - t)
     return min(out)
 
 
@@ -129,9 +134,9 @@ def measure(n: int, reps: int) -> dict[str, Any]:
     res["key_us_per_call"] = _timed(keys, reps) / ncalls * 1e6
     res["fake_call_us_per_call"] = _timed(fake, reps) / ncalls * 1e6
     res["extract_us_per_call"] = _timed(extract, reps) / ncalls * 1e6
-    t = time.perf_counter()
+    t = time.process_time()
     first = ver.op.run_apply(answered, ver.opts)
-    res["verify_cold_us_per_row"] = (time.perf_counter() - t) / n * 1e6
+    res["verify_cold_us_per_row"] = (time.process_time() - t) / n * 1e6
     res["verify_warm_us_per_row"] = _timed(lambda: ver.op.run_apply(answered, ver.opts), reps) / n * 1e6
     again = ver.op.run_apply(answered, ver.opts)
     assert again == first, "verify must give the same verdicts on a second pass"
