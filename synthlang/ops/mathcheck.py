@@ -12,7 +12,7 @@ Per-row cost (issue 9): a math-verify comparison costs milliseconds (sympy), so
   compared exactly, without math-verify: for integers math-verify's verdict is exact equality
   (``tests/test_answers.py`` checks the two agree on real GSM8K answers and their neighbours);
 * every other verdict is memoised by the pair of strings compared (:data:`MEMO_SIZE` pairs, least recently
-  used out first), and each string's ``parse`` by the string, so a loop's next round, a step re-run in the
+  used out first), and each string's ``parse`` by the string (8,192 strings), so a loop's next round, a step re-run in the
   same process, or ``n`` samples checked against one gold do not pay math-verify again for the same pair;
 * a comparison that timed out is not memoised as a verdict: its thread keeps running, and the next request
   for the same pair waits on that thread (up to ``timeout_s``) instead of starting another one.
@@ -36,7 +36,7 @@ _running: dict[tuple[str, str], tuple[threading.Thread, list[bool]]] = {}
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=MEMO_SIZE)
+@lru_cache(maxsize=8192)   # parsed sympy objects are larger than verdicts; n samples reuse one gold at once
 def _parse(text: str) -> Any:
     from math_verify import parse
 
