@@ -24,8 +24,10 @@ climb used to walk down to 2 and cost up to 40 % of the throughput):
 * **Anchor.** A move down is compared with the best window of the descent (the level it started from), not
   with the step just before, so several small losses within ``tolerance`` cannot add up to a large one.
 * **Backoff.** Each probe that is undone doubles the next hold (``hold``, ``2 hold``, ... up to ``max_hold``
-  windows); a kept move or a 429 resets it. A server whose best level is the cap is then probed a few times
-  per run instead of every ``hold`` windows (each probe of a lower level costs about one window of throughput).
+  windows); a kept move or a 429 resets it. A move down that lost more than ``steep`` (25 %) of the throughput
+  means the server is far from saturated (a provider answering in fixed time): it is held ``max_hold`` windows
+  at once. A server whose best level is the cap is then probed once or twice per run instead of every ``hold``
+  windows (each probe of half the level costs about one and a half latencies at half throughput).
 
 The controller is plain state (no asyncio) so it is unit-testable with synthetic measurements.
 """
@@ -49,6 +51,8 @@ class AdaptiveLimit:
         tolerance: relative tokens/s loss a move down may cost and still be kept (0.03 = 3 %).
         hold: windows to stay at the chosen level before probing again (doubled after each undone probe).
         max_hold: the longest hold, in windows.
+        steep: a move down that loses more than this share of the throughput (the server is far from
+            saturated: fewer in flight is simply slower) is undone and held for ``max_hold`` at once.
         min_window: completed calls per measurement window (at least the level itself).
 
     Attributes:
@@ -64,6 +68,7 @@ class AdaptiveLimit:
     hold: int = 4
     min_window: int = 4
     max_hold: int = 64
+    steep: float = 0.25
     history: list[tuple[float, int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -188,7 +193,8 @@ class AdaptiveLimit:
             self.climb = nxt
         else:                    # undo the move and hold at the better level, longer each time
             self.climb = back
-            self._holding = self._hold_next
+            steep = level < prev_level and rate < (self._anchor or self._prev)[1] * (1 - self.steep)
+            self._holding = self.max_hold if steep else self._hold_next
             self._hold_next = min(self.max_hold, self._hold_next * 2)
 
     def _step(self, level: int) -> int:
