@@ -305,6 +305,15 @@ def _blank(v: Any) -> str | None:
     return None
 
 
+@lru_cache(maxsize=512)
+def _prepared(text: str, name: str) -> tuple[jinja2.Template, tuple[str, ...], dict[str, Any]]:
+    """A template compiled once with what each render needs: the variables it prints unconditionally (sorted)
+    and a snapshot of its globals (Jinja merges the environment's globals into every render's context through
+    a ChainMap, the largest part of a small render's cost; the sandbox's globals never change after setup)."""
+    tpl = compile_template(text, name)
+    return tpl, tuple(sorted(printed_variables(text, name))), dict(tpl.globals)
+
+
 def render(text: str, values: dict[str, Any], name: str = "<template>") -> str:
     """Render a template with row values, within the sandbox's bounds.
 
@@ -319,8 +328,8 @@ def render(text: str, values: dict[str, Any], name: str = "<template>") -> str:
             (:data:`MAX_RANGE`, :data:`MAX_STRING`, :data:`MAX_OUTPUT`,
             :data:`RENDER_TIME_S`; code ``template-limit``) or rendering fails.
     """
-    tpl = compile_template(text, name)
-    for var in sorted(printed_variables(text, name)):
+    tpl, printed, globals_ = _prepared(text, name)
+    for var in printed:
         why = _blank(values.get(var, 0))
         if why is not None:
             via = " (the value of the step's field= option)" if var == "input" else ""
@@ -331,7 +340,8 @@ def render(text: str, values: dict[str, Any], name: str = "<template>") -> str:
     try:
         parts: list[str] = []
         size = 0
-        for piece in tpl.root_render_func(tpl.new_context(values)):
+        # the same context Template.render builds (globals, then the row's values over them), from the snapshot
+        for piece in tpl.root_render_func(tpl.new_context({**globals_, **values}, shared=True)):
             size += len(piece)
             if size > MAX_OUTPUT:
                 raise _LimitHit(f"output over {MAX_OUTPUT:,} characters")
@@ -355,6 +365,7 @@ def render(text: str, values: dict[str, Any], name: str = "<template>") -> str:
         _state.deadline = outer
 
 
+@lru_cache(maxsize=1024)
 def template_hash(text: str) -> str:
     """sha256 of a template's text, first 16 hex digits (recorded in lineage)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

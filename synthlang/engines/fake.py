@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 
 from synthlang.engines.base import Request, Result
+
+_NUMBER = re.compile(r"\d+")
 
 
 class FakeEngine:
@@ -41,9 +44,7 @@ class FakeEngine:
                 props = list((req.json_schema.get("properties") or {}).keys())
                 text = json.dumps({p: (int(h[:2], 16) % 5 + 1) for p in props})
             else:
-                import re
-
-                nums = re.findall(r"\d+", content)
+                nums = _NUMBER.findall(content)
                 last = nums[-1] if nums else "0"
                 text = f"Fake reply {h} to: {content[-60:]}\nThe answer is {last}."
             yield Result(req.key, text=text, finish_reason="stop", prompt_tokens=len(content.split()),

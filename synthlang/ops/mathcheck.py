@@ -5,25 +5,61 @@ the main thread. We call it with its timeouts disabled (``parsing_timeout=None``
 ``timeout_seconds=None``) and enforce our own: each comparison runs in a daemon
 thread that we wait on for at most ``timeout_s`` seconds; a comparison that
 takes longer counts as "not equal".
+
+Per-row cost (issue 9): a math-verify comparison costs milliseconds (sympy), so
+
+* two Python ``int`` values (what ``final_number`` and ``extract="number"`` give on GSM8K-style data) are
+  compared exactly, without math-verify: for integers math-verify's verdict is exact equality
+  (``tests/test_answers.py`` checks the two agree on real GSM8K answers and their neighbours);
+* every other verdict is memoised by the pair of strings compared (:data:`MEMO_SIZE` pairs, least recently
+  used out first), and each string's ``parse`` by the string (8,192 strings), so a loop's next round, a step re-run in the
+  same process, or ``n`` samples checked against one gold do not pay math-verify again for the same pair;
+* a comparison that timed out is not memoised as a verdict: its thread keeps running, and the next request
+  for the same pair waits on that thread (up to ``timeout_s``) instead of starting another one.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
+from functools import lru_cache
 from typing import Any
 
 DEFAULT_TIMEOUT_S = 5.0
+MEMO_SIZE = 65_536
+"""Most (gold, prediction) verdicts kept in memory."""
+_EXACT_INT = 10**15   # math-verify compares with 15 significant digits; beyond that ints go through it
+
+_memo: OrderedDict[tuple[str, str], bool] = OrderedDict()
+_running: dict[tuple[str, str], tuple[threading.Thread, list[bool]]] = {}
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8192)   # parsed sympy objects are larger than verdicts; n samples reuse one gold at once
+def _parse(text: str) -> Any:
+    from math_verify import parse
+
+    return parse(text, parsing_timeout=None)  # type: ignore[arg-type]
 
 
 def _compare(gold: str, pred: str) -> bool:
-    from math_verify import parse, verify
+    from math_verify import verify
 
-    g = parse(gold, parsing_timeout=None)  # type: ignore[arg-type]
-    p = parse(pred, parsing_timeout=None)  # type: ignore[arg-type]
+    g = _parse(gold)
+    p = _parse(pred)
     if not g or not p:
         return False
     return bool(verify(g, p, timeout_seconds=None))
+
+
+def _remember(pair: tuple[str, str], verdict: bool) -> None:
+    with _lock:
+        _memo[pair] = verdict
+        _memo.move_to_end(pair)
+        while len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+        _running.pop(pair, None)
 
 
 def equivalent(gold: Any, pred: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool | None:
@@ -39,16 +75,30 @@ def equivalent(gold: Any, pred: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> bo
     """
     if gold is None or pred is None:
         return False
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    box: list[bool] = []
+    if type(gold) is int and type(pred) is int and abs(gold) < _EXACT_INT and abs(pred) < _EXACT_INT:
+        return gold == pred
+    pair = (str(gold), str(pred))
+    with _lock:
+        verdict = _memo.get(pair)
+        if verdict is not None:
+            _memo.move_to_end(pair)
+            return verdict
+        running = _running.get(pair)
+        if running is None:
+            box: list[bool] = []
 
-    def work() -> None:
-        try:
-            box.append(_compare(str(gold), str(pred)))
-        except Exception:  # noqa: BLE001 - math-verify/sympy failures mean "not shown equal"
-            box.append(False)
+            def work() -> None:
+                try:
+                    ok = _compare(*pair)
+                except Exception:  # noqa: BLE001 - math-verify/sympy failures mean "not shown equal"
+                    ok = False
+                box.append(ok)
+                _remember(pair, ok)
 
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(timeout_s)
-    return box[0] if box else None
+            logging.getLogger("math_verify").setLevel(logging.ERROR)
+            running = (threading.Thread(target=work, daemon=True), box)
+            _running[pair] = running
+            running[0].start()
+    thread, result = running
+    thread.join(timeout_s)
+    return result[0] if result else None
