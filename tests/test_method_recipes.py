@@ -187,9 +187,22 @@ def test_evol_instruct_funnel(tmp_path):
     assert by0["informative"] == by0["responded"] == by0["survived"]   # the "dance" ones go at the equal check
     survivors0 = by0["survived"]
     assert 0 < survivors0 < 6
+    # a failed evolution returns its parent to the pool (WizardLM): round 0's failures come back unchanged
+    assert by0["failed"] == by0["returned"] == 6 - survivors0 and by0["next_pool"] == 6
+    seeds = {json.loads(x)["instruction"] for x in
+             (RECIPES / "data/self_instruct_seed/seed_tasks.jsonl").read_text().splitlines()[:6]}
+    returned0 = con.execute("SELECT data FROM rows WHERE step = 'returned' AND round = 0").fetchall()
+    assert {json.loads(d)["instruction"] for (d,) in returned0} <= seeds
+    assert all(json.loads(d)["evol_method"] == "returned" for (d,) in returned0)
     by1 = dict(con.execute("SELECT step, count(*) FROM rows WHERE round = 1 GROUP BY step").fetchall())
-    assert by1["evolved"] == survivors0                                 # round 1 reads only round 0's survivors
+    assert by1["evolved"] == survivors0 + by0["returned"]              # round 1 reads round 0's survivors + returns
     assert all(r["evol_parent"] != r["instruction"] for r in _rows(con, "evolved"))
+    # every LLM row is its own call: round 1's re-evolution of a returned parent is not round 0's cached call
+    llm_rows = con.execute("SELECT count(*) FROM rows WHERE step IN ('evolved', 'gain', 'responded')").fetchone()[0]
+    assert eng.calls["teacher"] == llm_rows
+    # the export holds the survivors of every round, with their responses
+    out = [json.loads(x) for x in (tmp_path / "out/evol_instruct.jsonl").read_text().splitlines()]
+    assert len(out) == _count(con, "survived") and all(r["response"] for r in out)
 
 
 # ------------------------------------------------------------------- TAPIR

@@ -388,9 +388,11 @@ class Runner:
                 continue
             t.sampling = sampling
             t.key, t.seed = call_key(m.kind, m.model_id, list(t.messages), sampling_key, t.sample,
-                                     st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), lp)
+                                     st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), lp,
+                                     round_=self.current_round)  # issue 12: each loop round samples anew
             self._nomax[t.key] = relaxed_key(m.kind, m.model_id, list(t.messages), sampling_key, t.sample,  # item 15
-                                             st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), lp)
+                                             st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), lp,
+                                             round_=self.current_round)
         if failed_now:
             self.store.write_rows(self.run_id, st.name, failed_now)
             stats.rows_failed += len(failed_now)
