@@ -115,6 +115,21 @@ def test_revthink_funnel(tmp_path):
         assert r["question"] and r["forward_reasoning"] and r["backward_question"] and r["backward_reasoning"]
     plan = synthlang.plan(synthlang.check_file(tmp_path / "revthink.synth", {"limit": "4"}))
     assert next(s for s in plan["steps"] if s["name"] == "forward_checked")["answer_type"] == "number"
+    # the three training views the paper's student learns from, as rows: 3 per kept seed
+    views = _rows(con, "views")
+    assert len(views) == 3 * len(kept)
+    by_view = {v: [r for r in views if r["view"] == v] for v in ("forward_reasoning", "backward_question", "backward_reasoning")}
+    assert all(len(rows) == len(kept) for rows in by_view.values())
+    for k in kept:
+        assert any(r["input"] == k["question"] and r["output"] == k["forward_reasoning"] for r in by_view["forward_reasoning"])
+        assert any(r["input"].endswith(k["question"]) and r["output"] == k["backward_question"] for r in by_view["backward_question"])
+        assert any(r["input"] == k["backward_question"] and r["output"] == k["backward_reasoning"] for r in by_view["backward_reasoning"])
+    # the SFT export loads with `datasets` as conversational data
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(tmp_path / "out/revthink_sft.jsonl"), split="train")
+    assert len(ds) == 3 * len(kept)
+    assert all([m["role"] for m in msgs] == ["user", "assistant"] and msgs[1]["content"] for msgs in ds["messages"])
 
 
 # -------------------------------------------------------------- new question
@@ -165,6 +180,33 @@ def test_strategy_budget_counts_every_call(tmp_path, budget, limit, strategy):
         assert _count(con, "kept") == _count(con, "answered")      # the rephrase keeps the gold and is right
     else:
         assert _count(con, "aa_kept") == len(aug) == budget
+    # one answered export for every strategy: question, reasoning, an answer, and whether the gold checked it
+    out = [json.loads(x) for x in (tmp_path / "out/strategy_auto.jsonl").read_text().splitlines()]
+    assert len(out) == _count(con, "aa_kept") + _count(con, "kept") > 0
+    assert {r["strategy"] for r in out} == {strategy}
+    assert all(r["question"] and r["reasoning"] and r["final_answer"] is not None for r in out)
+    assert all(r["checked_against_gold"] is True and r["final_answer"] == r["gold"] for r in out)
+
+
+def test_strategy_new_questions_are_answered_and_exported_with_the_others(tmp_path):
+    made = iter(range(10_000))
+
+    def rule(model, prompt, schema):
+        if "Write one new problem" in prompt:                          # every new problem differs
+            return f"A baker makes {next(made) + 12} loaves and sells 5 of them. How many loaves are left?"
+        if "A baker makes" in prompt:
+            m = re.search(r"makes (\d+) loaves", prompt)
+            return f"Subtract the sold loaves. The answer is {int(m.group(1)) - 5}."
+        return _strategy_rule(model, prompt, schema)
+
+    eng, con = _run("strategy_auto", tmp_path, rule, {"limit": "2", "budget": "40", "max_tokens": "64"})
+    aug = _rows(con, "augmented")
+    assert {r["strategy"] for r in aug} == {"new_question"}             # 20 calls per seed: above `high`
+    out = [json.loads(x) for x in (tmp_path / "out/strategy_auto.jsonl").read_text().splitlines()]
+    assert out and all(r["strategy"] == "new_question" and r["checked_against_gold"] is False for r in out)
+    for r in out:                                                       # answered: 1 answer call each
+        assert r["final_answer"] == int(re.search(r"makes (\d+) loaves", r["question"]).group(1)) - 5
+    assert len(out) == _count(con, "answered") and eng.calls["teacher"] == len(aug) + len(out) <= 40
 
 
 # ------------------------------------------------------------ Evol-Instruct
@@ -224,6 +266,37 @@ def test_tapir_funnel_uses_the_teacher_student_gap(tmp_path):
     answered = _rows(con, "answered")
     assert answered and all(r["teacher_response"].startswith("TEACHER-ANSWER") for r in answered)  # data has responses
     assert all(r["instruction"].startswith("A new, rarer task") for r in answered)
+    # task categories are a derived field; math/reasoning/code are expanded `upweight` times, the rest once
+    cats = {r["instruction"]: r["category"] for r in _rows(con, "categorized")}
+    assert set(cats.values()) <= {"classification", "math", "reasoning", "code", "other"}
+    hardest = _rows(con, "hardest")
+    up = sum(1 for r in hardest if r["category"] in ("math", "reasoning", "code"))
+    assert _count(con, "expanded") == 2 * up + (len(hardest) - up)
+
+
+def test_tapir_categories_balance_the_curriculum():
+    from synthlang.ops import OPERATORS
+    from synthlang.ops.base import RowContext
+
+    prog = synthlang.check_file(RECIPES / "tapir_curriculum.synth", {"limit": "175"})
+    body = {st.name: st for st in prog.loops[0].steps}
+    derive = body["categorized"]
+    seeds = [json.loads(x) for x in (RECIPES / "data/self_instruct_seed/seed_tasks.jsonl").read_text().splitlines()]
+    rows = [{"instruction": r["instruction"], "is_classification": r["is_classification"],
+             "text": r["instruction"].lower()} for r in seeds]
+    out = derive.op.run_apply(rows, derive.opts, RowContext())
+    cats = [f["category"] for _, f in out]
+    counts = {c: cats.count(c) for c in set(cats)}
+    assert set(counts) == {"classification", "math", "reasoning", "code", "other"}, counts
+    assert counts["classification"] == sum(r["is_classification"] for r in seeds)
+    # the curriculum keeps the same number of the hardest rows of every category
+    cur = OPERATORS["curriculum"]
+    opts = {k: o.default for k, o in cur.options.items()} | {"difficulty": body["hardest"].opts["difficulty"],
+                                                              "levels": [0.0], "task": "category"}
+    scored = [{**r, "category": c, "teacher_score": 9, "student_score": i % 5} for i, (r, c) in enumerate(zip(rows, cats))]
+    kept = [scored[i] for (i,), _ in cur.run_apply(scored, opts, RowContext())]
+    per = {c: sum(1 for r in kept if r["category"] == c) for c in counts}
+    assert len(set(per.values())) == 1 and min(per.values()) == min(counts.values())
 
 
 # -------------------------------------------------------------------- LLKD
@@ -302,3 +375,55 @@ def test_report_gives_per_class_precision_recall_f1_on_banking77():
         assert out[c]["class_recall"] == round(tp / len(gold_c), 4)
         assert out[c]["class_precision"] == round(tp / len(pred_c) if pred_c else 0.0, 4)
         assert out[c]["class_accuracy"] == out[c]["class_recall"]
+
+
+# ------------------------------------------------- missing inputs per (operator, mode)
+MISSING_BASE = """model m = fake()
+source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=2) {
+  question: str
+  answer: str
+  gold = final_number(answer)
+}
+step a = answer(seeds, model=m, field=question)
+"""
+
+# (step line, option the error must point at or None for the call); every LLM and row operator whose mode needs an
+# input it has no default for
+MISSING = [
+    ('step j = judge(a, model=m, mode="pairwise", field=question, response=reasoning)', None, "response_b"),
+    ('step c = curriculum(a, levels=[0, 1])', None, "difficulty"),
+    ('step s = select(a, sample=2)', "sample", "weight"),
+    ('step s = filter(a, weight=1)', "weight", "sample"),
+    ('step s = select(a, quota=3)', "quota", "per"),
+    ('step s = select(a, min=2)', "min", "by"),
+    ('step l = label(a, model=m, field=question, mode="relations", relation=["drug"])', "relation", "two role names"),
+]
+
+
+@pytest.mark.parametrize("line,at,says", MISSING)
+def test_a_missing_input_of_an_operator_mode_is_a_positioned_check_error(tmp_path, line, at, says):
+    from synthlang.errors import Diagnostics
+
+    shutil.copytree(RECIPES / "data", tmp_path / "data")
+    path = tmp_path / "r.synth"
+    path.write_text(MISSING_BASE + line + "\n", encoding="utf-8")
+    with pytest.raises(Diagnostics) as ei:
+        synthlang.check_file(path)
+    errs = [e for e in ei.value.errors if e.code == "missing-option"]
+    assert len(errs) == 1, [str(e) for e in ei.value.errors]
+    e = errs[0]
+    assert e.span.line == 8 and says in e.message and e.hint
+    col = line.index(f"{at}=") + 1 if at else line.index("(") - len(line.split("=", 1)[1].split("(")[0].strip()) + 1
+    assert e.span.col == col, (e.span.col, col, str(e))
+    assert str(e.span.path).endswith("r.synth") and "r.synth:8:" in ei.value.render()
+
+
+def test_pairwise_judge_with_both_responses_checks_and_shows_both():
+    from synthlang.ops import OPERATORS
+
+    op = OPERATORS["judge"].select({"mode": "pairwise"})
+    opts = {k: o.default for k, o in op.options.items()} | {"mode": "pairwise", "response": "a", "response_b": "b"}
+    assert op.missing_inputs(opts) == []
+    assert op.missing_inputs({**opts, "response_b": None})[0][0] == "response_b"
+    # the other modes need no response_b
+    assert OPERATORS["judge"].select({"mode": "score"}).missing_inputs({"response_b": None}) == []
