@@ -427,3 +427,39 @@ def test_pairwise_judge_with_both_responses_checks_and_shows_both():
     assert op.missing_inputs({**opts, "response_b": None})[0][0] == "response_b"
     # the other modes need no response_b
     assert OPERATORS["judge"].select({"mode": "score"}).missing_inputs({"response_b": None}) == []
+
+
+# ------------------------------------------------------------------ LLM2LLM
+def _llm2llm_rule(model: str, prompt: str, schema) -> str:
+    if model == "student":
+        q = _question(prompt)
+        return f"The answer is {GOLD[q] if 'Natalia' in q else -1}."          # right on Natalia only
+    real = prompt.split("Now the real task.", 1)[1]
+    q = _question(real)
+    assert q is not None and "#### " in real                                      # question + gold rationale
+    if "Weng" in q:
+        return "1. Question: Lena earns $15 an hour. How much for 3 hours?\nAnswer: 15 * 3 = 45.\nThe total is 45."  # no ####
+    if "Betty" in q:
+        return "1. Question: Betty saves for a bag. How much more?\nAnswer: some\n#### a lot"                     # no number
+    if "Julie" in q:
+        return f"1. Question: {q}\nAnswer: the same problem.\n#### 42"           # a copy: ROUGE-L 1.0 against the seeds
+    return f"Sure!\n1. Question: A new problem about {len(q)} apples shared by 2 friends?\nAnswer: {len(q)} / 2 = {len(q) / 2}\n#### {len(q) / 2}"
+
+
+def test_llm2llm_funnel(tmp_path):
+    eng, con = _run("llm2llm", tmp_path, _llm2llm_rule, {"limit": "5", "rounds": "2", "max_tokens": "64"})
+    per_round = dict(con.execute("SELECT round, count(*) FROM rows WHERE step = 'probed' AND status = 'ok' GROUP BY 1").fetchall())
+    assert per_round == {0: 5, 1: 5}                            # every seed, every round; never a synthetic item
+    assert eng.calls["student"] == 10
+    wrong = _count(con, "wrong")
+    assert wrong == 8                                           # 4 wrong seeds x 2 rounds
+    assert eng.calls["teacher"] == _count(con, "written") == wrong   # round 2 asks anew: no cached round-1 reply
+    good = _rows(con, "well_formed")
+    assert len(good) == 4 and all(isinstance(r["gold"], (int, float)) for r in good)     # Weng/Betty replies dropped
+    for r in good:
+        assert r["answer"].endswith(f"#### {r['answer_number']}") and "Question" not in r["question"]
+    fresh = _rows(con, "fresh")
+    assert not any(r["question"] in GOLD for r in fresh)        # the copy of a seed is dropped (ROUGE-L >= 0.95)
+    train = [json.loads(x) for x in (tmp_path / "out/llm2llm_train.jsonl").read_text().splitlines()]
+    assert sum(r["origin"] == "seed" for r in train) == 5       # D_i keeps every seed ...
+    assert {r["question"] for r in train if r["origin"] == "synthetic"} == {r["question"] for r in fresh}   # ... + new
