@@ -463,3 +463,49 @@ def test_llm2llm_funnel(tmp_path):
     train = [json.loads(x) for x in (tmp_path / "out/llm2llm_train.jsonl").read_text().splitlines()]
     assert sum(r["origin"] == "seed" for r in train) == 5       # D_i keeps every seed ...
     assert {r["question"] for r in train if r["origin"] == "synthetic"} == {r["question"] for r in fresh}   # ... + new
+
+
+# -------------------------------------------------------------------- PGKD
+def _pgkd_rule(model: str, prompt: str, schema) -> str:
+    if model == "student":                                      # always says card_arrival: card_linking is weak
+        return json.dumps("card_arrival")
+    m = re.search(r'intent "([a-z_]+)"', prompt)
+    msg = prompt.split("Message:", 1)[1].split("\n\n", 1)[0].strip()
+    return f"New {m.group(1)} message, unlike: {msg}"
+
+
+def test_pgkd_funnel_validation_split_report_and_confidence_ranked_hard_negatives(tmp_path):
+    import csv
+
+    eng, con = _run("pgkd", tmp_path, _pgkd_rule, {"limit": "80", "rounds": "2", "hard_per_class": "3"})
+    with open(RECIPES / "data/banking77/test.csv", encoding="utf-8", newline="") as fh:
+        rows = [r for _, r in zip(range(80), csv.DictReader(fh), strict=False)]
+    held = [r for r in rows if len(r["text"]) % 5 == 0]
+    assert {r["category"] for r in rows} == {"card_arrival", "card_linking"}
+    # the student is scored on the fixed validation split only, every round
+    per_round = dict(con.execute("SELECT round, count(*) FROM rows WHERE step = 'probed' AND status = 'ok' GROUP BY 1").fetchall())
+    assert per_round[0] == len(held) and set(per_round.values()) == {len(held)}
+    assert {r["text"] for r in _rows(con, "probed")} == {r["text"] for r in held}
+    # per-class precision / recall / F1 on it
+    by = {r["category"]: r for r in _rows(con, "by_class")}
+    n_a = sum(r["category"] == "card_arrival" for r in held)
+    assert by["card_arrival"]["class_recall"] == 1.0 and by["card_linking"]["class_recall"] == 0.0
+    assert by["card_arrival"]["class_precision"] == round(n_a / len(held), 4) and by["card_linking"]["class_f1"] == 0.0
+    assert by["card_linking"]["class_weak"] and not by["card_arrival"]["class_weak"]
+    # hard negatives: the weak class's misses, most confident first, at most 3 per class and round
+    misses = _rows(con, "weak_misses")
+    hard = _rows(con, "hardest")
+    r0 = con.execute("SELECT count(*) FROM rows WHERE step = 'hardest' AND round = 0").fetchone()[0]
+    assert r0 == 3 and all(r["category"] == "card_linking" for r in hard)
+    def conf(step):
+        return sorted((float(c) for (c,) in con.execute(
+            "SELECT CAST(data->>'probe_confidence' AS DOUBLE) FROM rows WHERE step = ? AND round = 0 AND status = 'ok'",
+            [step]).fetchall()), reverse=True)
+
+    assert len(misses) > 3 and conf("hardest") == conf("weak_misses")[:3]    # the 3 most confident mistakes
+    assert eng.calls["teacher"] == _count(con, "negatives") == len(hard)
+    train = [json.loads(x) for x in (tmp_path / "out/pgkd_train.jsonl").read_text().splitlines()]
+    assert sum(r["origin"] == "seed" for r in train) == len(rows) - len(held)      # validation never trains
+    assert {r["text"] for r in train if r["origin"] == "hard_negative"} == {r["text"] for r in _rows(con, "fresh")}
+    report = _rows(con, "class_report")
+    assert {r["class"] for r in report} == {"card_arrival", "card_linking"} and all("class_f1" in r for r in report)
