@@ -509,3 +509,65 @@ def test_pgkd_funnel_validation_split_report_and_confidence_ranked_hard_negative
     assert {r["text"] for r in train if r["origin"] == "hard_negative"} == {r["text"] for r in _rows(con, "fresh")}
     report = _rows(con, "class_report")
     assert {r["class"] for r in report} == {"card_arrival", "card_linking"} and all("class_f1" in r for r in report)
+
+
+# ------------------------------------------------------------- Self-Instruct
+SEED_TASKS = [json.loads(x) for x in (RECIPES / "data/self_instruct_seed/seed_tasks.jsonl").read_text().splitlines()]
+TOPICS = iter(["volcanoes erupting near old villages", "budget travel across northern Europe", "training a young puppy",
+               "choosing winter tyres for a car", "brewing green tea properly", "planning a school science fair",
+               "repairing a leaking kitchen tap", "learning chess openings quickly"] * 10)
+
+
+def _self_instruct_rule(model: str, prompt: str, schema) -> str:
+    if prompt.startswith("Here is a numbered list of tasks"):
+        a, b = next(TOPICS), next(TOPICS)
+        return (f" Give three practical tips about {a}.\n10. Draw a picture of a cat on a map.\n"
+                f"11. Write a program that sorts numbers.\n12. Is the following remark about {b} sarcastic or sincere?\n"
+                f"13. Hi there\n14. {SEED_TASKS[0]['instruction']}\n15. ")
+    if prompt.rstrip().endswith("Classification:"):
+        task = prompt.rsplit("Task:", 1)[1]
+        return "Yes" if "sarcastic" in task else "No"
+    if "Class label:" in prompt.split("Task:", 1)[0] and "Output:" not in prompt:
+        return "Class label: Sarcastic\nInput: Oh great, another Monday."
+    return "Input: none\nOutput: First, read the guide. Second, practise. Third, ask an expert."
+
+
+def test_self_instruct_funnel(tmp_path):
+    eng, con = _run("self_instruct", tmp_path, _self_instruct_rule, {"limit": "20", "rounds": "2", "max_tokens": "128"})
+    listed = {r: json.loads(d) for r, d in con.execute("SELECT round, data FROM rows WHERE step = 'listed'").fetchall()}
+    humans20 = {t["instruction"] for t in SEED_TASKS[:20]}
+    assert len(listed[0]["tasks"]) == 6 and set(listed[0]["tasks"]) <= humans20          # round 0: no machine task yet
+    machine0 = {json.loads(d)["instruction"] for (d,) in con.execute("SELECT data FROM rows WHERE step = 'machine' AND round = 0").fetchall()}
+    assert len(listed[1]["tasks"]) == 8 and len(set(listed[1]["tasks"]) & machine0) == 2  # 6 human + 2 machine
+    assert eng.calls["writer"] == 2                                                        # one request per round
+    items = _rows(con, "items")
+    assert len(items) == 2 * 6                                                             # 6 list items per reply
+    reasons = {r["instruction"]: r["rejected"] for r in _rows(con, "checked")}
+    assert reasons["Draw a picture of a cat on a map."].startswith("mentions 'picture'")
+    assert reasons["Write a program that sorts numbers."] == "starts with 'Write a program'"
+    assert reasons["Hi there"].startswith("2 words")
+    novel = _rows(con, "novel")
+    assert SEED_TASKS[0]["instruction"].capitalize() not in {r["instruction"] for r in novel}   # ROUGE-L vs the pool
+    assert len(novel) == 4 and eng.calls["teacher"] == 2 * len(novel)                   # classify + instance each
+    done = {r["instruction"]: r for r in _rows(con, "complete")}
+    for ins, r in done.items():
+        if "sarcastic" in ins:
+            assert r["is_classification"] and r["instance_output"] == "Sarcastic" and r["instance_input"].startswith("Oh great")
+        else:
+            assert not r["is_classification"] and r["instance_input"] == "none" and r["instance_output"].startswith("First")
+    assert len(done) == 4
+    out = [json.loads(x) for x in (tmp_path / "out/self_instruct_instances.jsonl").read_text().splitlines()]
+    assert sorted(out[0]) == ["instance_input", "instance_output", "instruction", "is_classification", "row_id"]
+
+
+def test_numbered_items_and_the_official_filters():
+    from synthlang.expr import numbered_items, self_instruct_filter
+
+    assert numbered_items(" Write a poem.\n10. Give two tips.\n11.  sum   it up \n12. ") == ["Write a poem.", "Give two tips.", "Sum it up"]
+    assert self_instruct_filter("Name three rivers in Europe.") is None
+    for bad in ("Too short here", "Plot the sales per month", "Write a program that prints hello",
+                "(Optional) list five fruits please", "Ünïcode starts this instruction here", " ".join(["word"] * 151)):
+        assert self_instruct_filter(bad) is not None, bad
+    # the 29 GSM8K questions the longer Alpaca list rejects: the official 13 keywords are the ones applied here
+    qs = [json.loads(x)["question"] for x in (RECIPES / "data/gsm8k/train_first1000.jsonl").read_text().splitlines()]
+    assert sum(1 for q in qs if (self_instruct_filter(q) or "").startswith("mentions")) <= 29
