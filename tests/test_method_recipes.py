@@ -318,7 +318,8 @@ def test_llkd_adaptive_per_class_thresholds_and_weights(tmp_path):
 
 
 def test_every_changed_recipe_cites_its_paper_and_paper_defaults():
-    for name in ("revthink", "new_question", "strategy_auto", "evol_instruct", "tapir_curriculum", "llkd"):
+    for name in ("revthink", "new_question", "strategy_auto", "evol_instruct", "tapir_curriculum", "llkd", "llm2llm",
+                 "self_instruct", "pgkd"):
         text = (RECIPES / f"{name}.synth").read_text()
         assert re.search(r"\([^)]*20\d\d\)", text), f"{name} cites no paper"
         assert "Defaults (ours | paper)" in text, f"{name} states no defaults beside the paper's"
