@@ -113,7 +113,7 @@ _PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"   # string.punctuation
 
 
 def numbered_items(text: str) -> list[str]:
-    """The items of a numbered-list continuation, split as Self-Instruct does.
+    r"""The items of a numbered-list continuation, split as Self-Instruct does.
 
     ``re.split(r"\n\d+\s?\. ", text)`` (the text before the first numbered line is the item the prompt's
     last number started), then each item's whitespace collapsed, stripped and ``str.capitalize()``-d; empty

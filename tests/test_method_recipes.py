@@ -293,7 +293,7 @@ def test_tapir_categories_balance_the_curriculum():
     cur = OPERATORS["curriculum"]
     opts = {k: o.default for k, o in cur.options.items()} | {"difficulty": body["hardest"].opts["difficulty"],
                                                               "levels": [0.0], "task": "category"}
-    scored = [{**r, "category": c, "teacher_score": 9, "student_score": i % 5} for i, (r, c) in enumerate(zip(rows, cats))]
+    scored = [{**r, "category": c, "teacher_score": 9, "student_score": i % 5} for i, (r, c) in enumerate(zip(rows, cats, strict=True))]
     kept = [scored[i] for (i,), _ in cur.run_apply(scored, opts, RowContext())]
     per = {c: sum(1 for r in kept if r["category"] == c) for c in counts}
     assert len(set(per.values())) == 1 and min(per.values()) == min(counts.values())
