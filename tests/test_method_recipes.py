@@ -247,6 +247,21 @@ def test_evol_instruct_funnel(tmp_path):
     assert len(out) == _count(con, "survived") and all(r["response"] for r in out)
 
 
+def test_evol_instruct_returns_every_parent_when_nothing_survives(tmp_path):
+    def rule(model, prompt, schema):
+        if schema and "equal" in (schema.get("properties") or {}):
+            return json.dumps({"equal": True, "reason": "no gain"})          # every evolution fails rule 1
+        return _evol_rule(model, prompt, schema)
+
+    eng, con = _run("evol_instruct", tmp_path, rule, {"limit": "3", "rounds": "2", "max_tokens": "64"})
+    by0 = dict(con.execute("SELECT step, count(*) FROM rows WHERE round = 0 AND status = 'ok' GROUP BY step").fetchall())
+    assert "survived" not in by0 and by0["returned"] == 3
+    seeds = {json.loads(x)["instruction"] for x in
+             (RECIPES / "data/self_instruct_seed/seed_tasks.jsonl").read_text().splitlines()[:3]}
+    evolved1 = con.execute("SELECT data FROM rows WHERE step = 'evolved' AND round = 1").fetchall()
+    assert {json.loads(d)["evol_parent"] for (d,) in evolved1} == seeds      # round 1 evolves the parents again
+
+
 # ------------------------------------------------------------------- TAPIR
 def _tapir_rule(model: str, prompt: str, schema) -> str:
     if schema and "score" in (schema.get("properties") or {}):
