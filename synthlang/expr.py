@@ -104,6 +104,52 @@ def _strict(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+# Self-Instruct (Wang et al., 2022), yizhongw/self-instruct bootstrap_instructions.py: the keyword blocklist of
+# instructions a text-only model cannot carry out (the official list; Stanford Alpaca's adds five more).
+SELF_INSTRUCT_BLOCKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
+                           "draw", "plot", "go to")
+_NUMBERED = re.compile(r"\n\d+\s?\. ")
+_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"   # string.punctuation
+
+
+def numbered_items(text: str) -> list[str]:
+    r"""The items of a numbered-list continuation, split as Self-Instruct does.
+
+    ``re.split(r"\n\d+\s?\. ", text)`` (the text before the first numbered line is the item the prompt's
+    last number started), then each item's whitespace collapsed, stripped and ``str.capitalize()``-d; empty
+    items dropped (bootstrap_instructions.py, ``post_process_gpt3_response``). Linear-time regex.
+    """
+    out = []
+    for part in _NUMBERED.split(str(text)):
+        item = re.sub(r"\s+", " ", part).strip().capitalize()
+        if item:
+            out.append(item)
+    return out
+
+
+def self_instruct_filter(text: str) -> str | None:
+    """Why Self-Instruct's rule filters drop a new instruction, or ``None`` to keep it.
+
+    The official rules in order: 3 words or fewer, or more than 150; a blocklisted keyword
+    (:data:`SELF_INSTRUCT_BLOCKLIST`, whole words, any case); starting with "Write a program"; starting
+    with punctuation; starting with a non-ASCII character. (ROUGE-L > 0.7 to the pool is a ``dedup`` step.)
+    """
+    s = str(text)
+    n = len(s.split())
+    if n <= 3 or n > 150:
+        return f"{n} words (needs 4-150)"
+    for w in SELF_INSTRUCT_BLOCKLIST:
+        if re.search(rf"\b{re.escape(w)}\b", s, flags=re.IGNORECASE):
+            return f"mentions '{w}' (blocklist)"
+    if s.startswith("Write a program"):
+        return "starts with 'Write a program'"
+    if s[0] in _PUNCT:
+        return "starts with punctuation"
+    if not s[0].isascii():
+        return "starts with a non-ASCII character"
+    return None
+
+
 def _least(*xs: Any) -> Any:
     vals = [x for x in xs if x is not None]
     return min(vals) if vals else None
@@ -156,6 +202,8 @@ FUNCTIONS: dict[str, Function] = {
     "max": Function(_greatest, (1, 16), "any", "largest argument that is not null (null if all are)", ('any',)),
     "coalesce": Function(lambda *xs: next((x for x in xs if x is not None), None), (1, 16), "any", "first argument that is not null", ('any',)),
     "is_null": Function(lambda x: x is None, (1, 1), "bool", "whether a value is null", ('any',)),
+    "numbered_items": Function(_strict(numbered_items), (1, 1), "list", "the items of a numbered list (Self-Instruct's split: a new item at each line starting 'N. ')", ('str',)),
+    "self_instruct_filter": Function(_strict(self_instruct_filter), (1, 1), "str", "why Self-Instruct's rule filters drop an instruction (4-150 words, keyword blocklist, 'Write a program', leading punctuation or non-ASCII); null to keep it", ('str',)),
 }
 
 

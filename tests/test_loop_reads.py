@@ -84,9 +84,12 @@ def test_plan_shows_each_loop_read(project):
 
 # ---------------------------------------------------------------- ported recipes, fake engine
 
-def _run_recipe(tmp: Path, name: str, params: dict[str, str], fake_factory) -> duckdb.DuckDBPyConnection:
+def _run_recipe(tmp: Path, name: str, params: dict[str, str], fake_factory,
+                files: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     shutil.copytree(RECIPES / "data", tmp / "data")
     shutil.copytree(RECIPES / "templates", tmp / "templates")
+    for rel, body in (files or {}).items():          # a test's own templates replace the shipped ones
+        write(tmp / rel, body)
     text = (RECIPES / f"{name}.synth").read_text(encoding="utf-8").replace("embedded(", "fake(")
     labels = json.loads((RECIPES / "data" / "banking77" / "categories.json").read_text())
     (tmp / "labels10.json").write_text(json.dumps(labels[:10]))
@@ -119,9 +122,14 @@ def _seed_ancestors(con, step: str) -> dict[str, set[str]]:
     return out
 
 
+# The fake engine echoes the last 60 characters of its prompt, so this teacher prompt ends in an item of the
+# "Question / Answer / #### n" form the recipe parses (issue 12), one per seed.
+FAKE_AUGMENT = "Write one new item.\n1. Question: Again, {{ question[-18:] }}\nAnswer: 1 + 1 = 2\n#### 2"
+
+
 def test_llm2llm_reprobes_every_seed_and_augments_only_seeds(tmp_path, fake_factory):
     con = _run_recipe(tmp_path, "llm2llm", {"limit": "4", "rounds": "3", "max_tokens": "48", "on_truncation": "keep"},
-                      fake_factory)
+                      fake_factory, files={"templates/llm2llm/augment.j2": FAKE_AUGMENT})
     seeds = _ids(con, "seeds")
     probed = _parents_by_round(con, "probed")
     assert len(probed) >= 2, "the loop must run more than one round"
@@ -149,9 +157,9 @@ def test_llm2llm_reprobes_every_seed_and_augments_only_seeds(tmp_path, fake_fact
 def test_pgkd_probes_every_validation_message_each_round(tmp_path, fake_factory):
     con = _run_recipe(tmp_path, "pgkd", {"limit": "6", "offset": "38", "rounds": "2", "labels": "labels10.json",
                                          "on_truncation": "keep"}, fake_factory)
-    intents = _ids(con, "intents")
+    validation = _ids(con, "validation")          # the fixed validation split (issue 12), every round
     probed = _parents_by_round(con, "probed")
-    assert probed and all(parents == intents for parents in probed.values())
+    assert validation and probed and all(parents == validation for parents in probed.values())
     # hard negatives descend from a real message, never from an earlier negative
     for steps in _seed_ancestors(con, "negatives").values():
         assert "intents" in steps and "labeled" not in steps and "train" not in steps

@@ -33,7 +33,7 @@ CASES: dict[str, tuple[dict[str, str], list[str], list[str]]] = {
     "revthink": ({"on_truncation": "keep", "limit": "1", "max_tokens": "40", "reverse_wrong": "true"}, ["forward", "backward", "backward_solved", "consistent"],
                  ["forward", "forward_checked"]),
     "llm2llm": ({"on_truncation": "keep", "limit": "1", "rounds": "2", "max_tokens": "32"}, ["probed", "written"], ["probed", "wrong"]),
-    "self_instruct": ({"on_truncation": "keep", "limit": "3", "human_shots": "2", "machine_shots": "1", "rounds": "2", "max_tokens": "32"}, ["written"], ["written"]),
+    "self_instruct": ({"on_truncation": "keep", "limit": "3", "human_shots": "2", "machine_shots": "1", "rounds": "2", "max_tokens": "32"}, ["written", "items"], ["written", "items"]),
     "evol_instruct": ({"on_truncation": "keep", "limit": "1", "rounds": "2", "max_tokens": "32"}, ["evolved"], ["prompts"]),
     "tapir_curriculum": ({"on_truncation": "keep", "limit": "1", "rounds": "2", "max_tokens": "24"}, ["attempted", "judged"], ["attempted"]),
     "pgkd": ({"on_truncation": "keep", "limit": "4", "offset": "38", "rounds": "2", "max_tokens": "64", "labels": LABELS10}, ["probed", "final_probe", "negatives"],

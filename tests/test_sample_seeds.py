@@ -46,3 +46,25 @@ def test_n4_seed7_gives_four_different_samples_on_the_fake_engine(project):
 def test_n4_seed7_gives_different_samples_on_the_embedded_engine(project):
     texts = _texts(project, "embedded")
     assert len(texts) == 4 and len(set(texts)) >= 3     # the same seed made 4 identical samples before
+
+
+def test_a_loop_round_enters_the_key_and_seed_but_round_zero_keys_stay():
+    """Issue 12: each loop round samples anew (LLM2LLM round 2 must not repeat round 1's augmentation),
+    while round 0 and every non-loop key stay what they were (cached runs stay cached)."""
+    from synthlang.plan.reuse import relaxed_key
+
+    msgs = [{"role": "user", "content": "x"}]
+    base = call_key("fake", "m", msgs, {"temperature": 1.0}, 0, None)
+    assert call_key("fake", "m", msgs, {"temperature": 1.0}, 0, None, round_=0) == base
+    r1, r2 = (call_key("fake", "m", msgs, {"temperature": 1.0}, 0, None, round_=r) for r in (1, 2))
+    assert len({base[0], r1[0], r2[0]}) == 3 and len({base[1], r1[1], r2[1]}) == 3
+    assert call_key("fake", "m", msgs, {}, 0, None, round_=1) == call_key("fake", "m", msgs, {}, 0, None, round_=1)
+    # an explicit seed= is spread over rounds too; sample 0 of round 0 keeps it
+    assert call_key("fake", "m", msgs, {}, 0, 7)[1] == 7 == sample_seed(7, 0, 0)
+    assert len({sample_seed(7, 0, r) for r in range(4)}) == 4
+    # the relaxed (max_tokens-free) lookup keeps the round, so round 2 cannot reuse round 1's reply through it
+    assert relaxed_key("fake", "m", msgs, {}, 0, None, round_=1) != relaxed_key("fake", "m", msgs, {}, 0, None, round_=2)
+    assert relaxed_key("fake", "m", msgs, {}, 0, None) == relaxed_key("fake", "m", msgs, {}, 0, None, round_=0)
+    # greedy decoding has one reply: a round does not re-ask it
+    greedy = {"temperature": 0.0}
+    assert call_key("fake", "m", msgs, greedy, 0, None, round_=3) == call_key("fake", "m", msgs, greedy, 0, None)

@@ -653,9 +653,11 @@ class LLMStep:
                 continue
             t.sampling = self.sampling
             t.key, t.seed = call_key(m.kind, m.model_id, list(t.messages), self.sampling_key, t.sample,
-                                     st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), self.lp)
+                                     st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), self.lp,
+                                     round_=self.round)   # issue 12: each loop round samples anew
             t.nomax = relaxed_key(m.kind, m.model_id, list(t.messages), self.sampling_key, t.sample,  # item 15
-                                  st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), self.lp)
+                                  st.opts.get("seed"), t.json_schema, m.key_options.get("revision"), self.lp,
+                                  round_=self.round)
         if failed_now:
             r.store.write_rows(r.run_id, st.name, failed_now)
             stats.rows_failed += len(failed_now)

@@ -230,6 +230,16 @@ class Operator:
             return LOCALITY_GROUP   # the majority vote over one parent's samples
         return LOCALITY.get(self.name, LOCALITY_GLOBAL)
 
+    def missing_inputs(self, opts: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """What this operator (in the mode ``opts`` selected) needs but ``opts`` lacks, for ``synth check``.
+
+        Each problem is ``(option, message, hint)``; the checker reports it at the option (or the call) with
+        code ``missing-option``. Operators list their checks in ``extra["requires"]``, a function of the
+        options (issue 12: ``judge(mode="pairwise")`` without ``response_b`` used to rate one response).
+        """
+        fn = self.extra.get("requires")
+        return list(fn(opts)) if fn is not None else []
+
     def wants_logprobs(self, opts: dict[str, Any]) -> int | None:
         """Top-k logprobs to request for a step with these options, or ``None``."""
         return self.logprobs(opts) if self.logprobs else None

@@ -623,6 +623,15 @@ def _label_select(opts: dict[str, Any]) -> Operator:
     return {"class": LABEL_CLASS, "spans": LABEL_SPANS, "relations": LABEL_RELATIONS}[opts.get("mode") or "class"]
 
 
+def _relations_requires(opts: dict[str, Any]) -> list[tuple[str, str, str]]:
+    roles = opts.get("relation")
+    if roles is not None and len(list(roles)) != 2:
+        return [("relation", f'mode="relations" needs two role names in relation=, got {len(list(roles))}',
+                 'e.g. relation=["drug", "effect"]')]
+    return []
+
+
+LABEL_RELATIONS = replace(LABEL_RELATIONS, extra={**LABEL_RELATIONS.extra, "requires": _relations_requires})
 LABEL = replace(LABEL_CLASS, select=_label_select)
 
 # ---------------------------------------------------------------------- judge
@@ -723,6 +732,9 @@ JUDGE_PAIRWISE = replace(
     outputs=(OutputField("winner", "str", "A or B: the better response"),
              OutputField("judge_reason", "str", "the judge's reason")),
     default_prompt="judge_pairwise.j2", postprocess=_pairwise_post, template_vars=("response_a", "response_b", "rubric"),
+    extra={"requires": lambda o: [] if o.get("response_b") else [
+        ("response_b", 'mode="pairwise" compares two responses: name the second with response_b=FIELD',
+         "e.g. judge(rows, mode=\"pairwise\", response=answer_a, response_b=answer_b)")]},
 )
 
 

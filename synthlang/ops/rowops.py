@@ -104,14 +104,29 @@ _SELECT_OPTS = (
     Option("keep_order", KIND_BOOL, True, doc="without `by`, keep the input order"),
 )
 
+def _select_requires(opts: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A weighted sample needs both halves; quotas need their groups; min/max need the score (else ignored)."""
+    out = []
+    if opts.get("sample") is not None and opts.get("weight") is None:
+        out.append(("sample", "sample= draws a weighted sample and needs weight=", "e.g. sample=8, weight=1"))
+    if opts.get("weight") is not None and opts.get("sample") is None:
+        out.append(("weight", "weight= only weights a sample: it needs sample=N", "e.g. sample=8, weight=score"))
+    if opts.get("quota") is not None and opts.get("per") is None:
+        out.append(("quota", "quota= caps rows per group and needs per=FIELD", "e.g. per=category, quota=10"))
+    for k in ("min", "max"):
+        if opts.get(k) is not None and opts.get("by") is None:
+            out.append((k, f"{k}= thresholds the score by= and needs it", f"e.g. by=score, {k}=5"))
+    return out
+
+
 FILTER = Operator(
     name="filter", doc="Keep rows where an expression is true (`where=`); also takes every select option.",
     source="TAPIR, LLKD, PGKD (2024)", options=options(*_SELECT_OPTS), outputs=(), uses_model=False,
-    apply=_select_apply, takes_context=True)
+    apply=_select_apply, takes_context=True, extra={"requires": _select_requires})
 SELECT = Operator(
     name="select", doc="Keep rows by expression, thresholds on a score, quotas per class/task, top-k, or a seeded weighted sample.",
     source="TAPIR, LLKD, PGKD (2024)", options=options(*_SELECT_OPTS), outputs=(), uses_model=False,
-    apply=_select_apply, takes_context=True)
+    apply=_select_apply, takes_context=True, extra={"requires": _select_requires})
 
 
 # ---------------------------------------------------------------------- dedup
@@ -308,6 +323,9 @@ CURRICULUM = Operator(
     uses_model=False,
     apply=_curriculum_apply,
     takes_context=True,
+    extra={"requires": lambda o: [] if o.get("difficulty") is not None else [
+        ("difficulty", "curriculum needs difficulty=, the expression that orders rows easy to hard",
+         "e.g. difficulty=teacher_score - student_score")]},
 )
 
 

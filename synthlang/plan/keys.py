@@ -47,6 +47,7 @@ def call_key(
     json_schema: dict[str, Any] | None = None,
     revision: str | None = None,
     logprobs: int | None = None,
+    round_: int = 0,
 ) -> tuple[str, int]:
     """A call's cache key and its effective seed.
 
@@ -60,16 +61,25 @@ def call_key(
             is spread over the samples by :func:`sample_seed`, so ``n=4, seed=7`` makes 4 different samples.
         json_schema: the response schema, if any.
         logprobs: number of top logprobs requested, if any.
+        round_: the loop round of the calling step (0 outside loops). Round r > 0 enters the key and the
+            seed (:func:`sample_seed`), so a loop body's teacher samples anew each round (LLM2LLM's round 2
+            augments a still-wrong seed with a new item, not round 1's cached one), while a re-run of the
+            same recipe hits the same keys. Round 0 and non-loop keys are unchanged, and so are greedy
+            calls (``temperature`` 0: one possible reply, so a re-asked call stays cached).
 
     Returns:
         ``(key, seed)``: 32 hex digits and a 31-bit seed.
     """
+    if round_ and sampling.get("temperature", 1.0) == 0:
+        round_ = 0   # greedy decoding has one reply: a re-asked round-r call is the cached one
     if seed is not None:
-        seed = sample_seed(seed, sample_index)
+        seed = sample_seed(seed, sample_index, round_)
     body = {
         "engine": engine, "model": model_id, "revision": revision, "messages": list(messages),
         "sampling": sampling, "sample_index": sample_index, "schema": json_schema, "logprobs": logprobs,
     }
+    if round_:
+        body["round"] = round_   # "round" sorts before "seed": the suffix trick below still holds
     # "seed" sorts after every other key of the body, so the canonical JSON of the body with its seed is
     # the JSON without it plus `,"seed":N}`: one encoding serves both digests (keys stay byte-identical,
     # pinned by tests/test_keys_pinned.py).
@@ -79,7 +89,7 @@ def call_key(
     return _digest_json(f'{text[:-1]},"seed":{seed if type(seed) is int else _ENCODE(seed)}}}'), seed
 
 
-def sample_seed(step_seed: int, sample_index: int) -> int:
+def sample_seed(step_seed: int, sample_index: int, round_: int = 0) -> int:
     """The seed of sample ``sample_index`` of a step whose recipe fixed ``seed=step_seed``.
 
     Sample 0 keeps the step seed (so ``n=1`` steps keep their seeds and call
@@ -87,14 +97,20 @@ def sample_seed(step_seed: int, sample_index: int) -> int:
     the ``n`` samples of one row differ while every run reproduces them.
     A key holds the effective seed, so no earlier key changes meaning and
     :data:`CACHE_VERSION` stays (old multi-sample keys are simply not reused).
+    In loop round r > 0 the seed is hashed from ``(step_seed, k, r)``: each
+    round draws new samples; round 0 keeps the seeds above.
 
     Args:
         step_seed: the ``seed=`` option of the step.
         sample_index: 0-based index among a row's ``n`` samples.
+        round_: 0-based loop round (0 outside loops).
 
     Returns:
         A seed in ``[0, 2**31)``.
     """
+    if round_:
+        h = hashlib.sha256(f"sample-seed:{step_seed}:{sample_index}:round{round_}".encode()).hexdigest()
+        return int(h[:8], 16) & 0x7FFFFFFF
     if sample_index == 0:
         return step_seed
     h = hashlib.sha256(f"sample-seed:{step_seed}:{sample_index}".encode()).hexdigest()

@@ -30,16 +30,20 @@ from synthlang.plan.keys import digest
 def relaxed_key(engine: str, model_id: str, messages: list[dict[str, str]] | tuple[dict[str, str], ...],
                 sampling: dict[str, Any], sample_index: int, seed: int | None,
                 json_schema: dict[str, Any] | None = None, revision: str | None = None,
-                logprobs: int | None = None) -> str:
+                logprobs: int | None = None, round_: int = 0) -> str:
     """The call key without ``max_tokens`` (and without a derived seed): 32 hex digits.
 
-    Args: as :func:`synthlang.plan.keys.call_key`; ``seed`` is the user's ``seed=`` or ``None``.
+    Args: as :func:`synthlang.plan.keys.call_key`; ``seed`` is the user's ``seed=`` or ``None``; a loop
+    round > 0 stays in (round 2 must not reuse round 1's call through this relaxed lookup).
     """
-    return digest({
+    body = {
         "relaxed": "max_tokens", "engine": engine, "model": model_id, "revision": revision,
         "messages": list(messages), "sampling": {k: v for k, v in sampling.items() if k != "max_tokens"},
         "sample_index": sample_index, "schema": json_schema, "logprobs": logprobs, "seed": seed,
-    })
+    }
+    if round_ and sampling.get("temperature", 1.0) != 0:
+        body["round"] = round_
+    return digest(body)
 
 
 def reusable(call: dict[str, Any], max_tokens: int) -> bool:
