@@ -19,6 +19,7 @@ from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
 from synthlang.expr import FUNCTIONS, calls, evaluate, free_names, infer_type
 from synthlang.ops import OPERATORS
+from synthlang.ops.structured import KIND_JSON  # papersa (issue 15): generate(schema=...)
 from synthlang.ops.base import (
     KIND_BOOL,
     KIND_CHOICE,
@@ -619,6 +620,10 @@ class _Checker:
         for name, spec in op.options.items():
             if name not in opts:
                 opts[name] = spec.default
+        for name in op.extra.get("required", ()):   # papersa (issue 15): options an operator cannot do without
+            if opts.get(name) is None and name not in kw:
+                self.err(f"{op.name}() needs {name}=", d.op.span, code="missing-argument", name=name, operator=op.name,
+                         hint=f"{name}: {op.options[name].doc}")
         if op.select is not None:
             op = op.select(opts)
             for name, spec in op.options.items():
@@ -638,6 +643,7 @@ class _Checker:
                 mname = next(iter(self.models))
                 opts["model"] = mname
             model = self.models.get(mname)
+            self._engine_directives(d, op, opts, model, kw)
             if opts.get("prompt") is None:
                 opts["prompt"] = _default_prompt(op)
             # template variables must exist at this point of the graph
@@ -704,6 +710,51 @@ class _Checker:
         self.steps[d.name] = StepSpec(d.name, op, inp, opts, rename, fields_in, fields_out, fp, model, d.span)
         self.fields[d.name] = fields_out
         self.fps[d.name] = fp
+
+    def _json_option(self, spec: Any, v: Any) -> Any:
+        """papersa (issue 15): a JSON-schema option, parsed; a positioned error when it is not JSON or not usable."""
+        import json as _json
+
+        from synthlang.ops.structured import schema_problem
+
+        raw = self._const(v)
+        if isinstance(raw, dict):   # an object literal: schema={type: "object", properties: {...}}
+            value: Any = raw
+        elif not isinstance(raw, str):
+            self.err(f"option '{spec.name}' needs a JSON schema: an object literal or a JSON string", v.span,
+                     code="bad-schema", name=spec.name)
+            return None
+        else:
+            try:
+                value = _json.loads(raw)
+            except _json.JSONDecodeError as exc:
+                self.err(f"option '{spec.name}' is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno} of the string)",
+                         v.span, code="bad-schema", name=spec.name)
+                return None
+        problem = schema_problem(value)
+        if problem is not None:
+            self.err(f"option '{spec.name}': {problem}", v.span, code="bad-schema", name=spec.name,
+                     hint='e.g. schema={type: "object", properties: {skill: {type: "string"}}}')
+            return None
+        return value
+
+    def _engine_directives(self, d: ast.Step, op: Any, opts: dict[str, Any], model: ModelSpec | None,
+                           kw: dict[str, Any]) -> None:
+        """papersa (issue 15): score / prefix continuation need an engine that can (embedded, vllm); name the one that cannot."""
+        from synthlang.engines.base import DIRECTIVE_ENGINES
+
+        want = op.extra.get("directives")
+        if model is None or not callable(want):
+            return
+        for name in want(opts):
+            if model.kind in DIRECTIVE_ENGINES.get(name, ()):
+                continue
+            what = {"continue": "prefix continuation (prefix=)", "score": "teacher-forced scoring (score)"}[name]
+            arg = kw.get("prefix") if name == "continue" else kw.get("model")
+            self.err(f"step '{d.name}': {what} needs token-level access that engine '{model.kind}' "
+                     f"(model '{model.name}', {model.model_id}) does not give",
+                     arg.span if arg is not None else d.op.span, code="engine-unsupported", engine=model.kind,
+                     hint=f"use a model on {' or '.join(e for e in DIRECTIVE_ENGINES[name] if e != 'fake')}: embedded() or vllm(\"...\")")
 
     def _producer_opts(self, node: str, field_name: str) -> dict[str, Any] | None:
         """The options of the step upstream of ``node`` that added ``field_name`` (``None``: a source or unknown)."""
@@ -781,6 +832,8 @@ class _Checker:
             return v
         if kind == "other_expr":  # join's right_on: checked against the other node (check/relational.py)
             return v
+        if kind == KIND_JSON:   # papersa (issue 15): generate(schema='{...}'), a JSON object in a string
+            return self._json_option(spec, v)
         want = {KIND_INT: "int", KIND_FLOAT: "float", KIND_BOOL: "bool", KIND_STR: "str", KIND_LIST: "list"}.get(kind)
         if kind == KIND_CHOICE:
             if isinstance(v, ast.Name) and v.id not in self.params:

@@ -1,0 +1,240 @@
+"""Issue 15, operators A (papersa): score, divergence, prefix continuation, mixture, structured generate, per-row n,
+dialogue, and the recipes that need them (scrg, ddk, dataenvgym, mathdial, llama405b, proposition_segmentation).
+
+Funnel tests run the shipped recipe files on the shipped real data through the real checker, runner and DuckDB
+store with the fake engine (which answers score / continue requests deterministically); they prove the funnel
+shape, never that an engine works. The embedded-engine tests (marked ``slow``) run SmolLM2-135M through
+llama.cpp at a small size and assert structure: one module-scoped run per recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import synthlang
+from synthlang.engines.fake import FakeEngine
+from synthlang.errors import Diagnostics, SynthError
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _copy(name: str, tmp: Path) -> Path:
+    shutil.copytree(RECIPES / "data", tmp / "data", dirs_exist_ok=True)
+    shutil.copytree(RECIPES / "templates", tmp / "templates", dirs_exist_ok=True)
+    shutil.copy(RECIPES / f"{name}.synth", tmp / f"{name}.synth")
+    return tmp / f"{name}.synth"
+
+
+def _run(name: str, tmp: Path, params: dict[str, str], engine_factory=None, **kw):
+    path = _copy(name, tmp)
+    prog = synthlang.check_file(path, params)
+    s = synthlang.run(prog, db=tmp / "db.duckdb", engine_factory=engine_factory, **kw)
+    assert s.status == "finished"
+    return s, duckdb.connect(str(tmp / "db.duckdb"), read_only=True)
+
+
+def _fake(_m):
+    return FakeEngine()
+
+
+def _rows(con, step: str, status: str = "ok") -> list[dict]:
+    return [json.loads(d) for (d,) in con.execute(
+        "SELECT data FROM rows WHERE step = ? AND status = ? ORDER BY row_id", [step, status]).fetchall()]
+
+
+def _count(con, step: str, status: str = "ok") -> int:
+    return con.execute("SELECT count(*) FROM rows WHERE step = ? AND status = ?", [step, status]).fetchone()[0]
+
+
+def _check_text(tmp: Path, text: str) -> Diagnostics | None:
+    (tmp / "r.synth").write_text(text)
+    try:
+        synthlang.check_file(tmp / "r.synth")
+    except Diagnostics as d:
+        return d
+    return None
+
+
+GSM_SOURCE = '''
+source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=2) {
+  question: str
+  answer: str
+}
+'''
+
+
+# ------------------------------------------------------------------ checker
+def test_score_on_an_openai_model_is_a_check_time_error_naming_the_engine(tmp_path):
+    _copy("scrg", tmp_path)
+    d = _check_text(tmp_path, 'recipe r "x"\nmodel api = openai("gpt-4o-mini")\n' + GSM_SOURCE +
+                    'step s = score(seeds, model=api, field=answer, context=question)\n')
+    assert d is not None
+    err = next(e for e in d.errors if e.code == "engine-unsupported")
+    assert "engine 'openai'" in str(err) and "gpt-4o-mini" in str(err)
+    assert err.span.line == 8
+
+
+def test_prefix_on_an_openai_model_is_a_check_time_error_at_the_option(tmp_path):
+    _copy("scrg", tmp_path)
+    d = _check_text(tmp_path, 'recipe r "x"\nmodel api = openai("gpt-4o-mini")\n' + GSM_SOURCE +
+                    'step s = generate(seeds, model=api, field=question, prefix=answer)\n')
+    assert d is not None
+    err = next(e for e in d.errors if e.code == "engine-unsupported")
+    assert "prefix continuation" in str(err)
+    assert (err.span.line, err.span.col) == (8, 53)
+
+
+def test_a_bad_schema_is_a_positioned_error(tmp_path):
+    _copy("scrg", tmp_path)
+    d = _check_text(tmp_path, 'recipe r "x"\nmodel m = embedded()\n' + GSM_SOURCE +
+                    "step s = generate(seeds, field=question, schema={type: \"object\", properties: {a: {}}})\n")
+    assert d is not None
+    err = next(e for e in d.errors if e.code == "bad-schema")
+    assert "property 'a' needs a \"type\"" in str(err) and err.span.line == 8
+    d = _check_text(tmp_path, 'recipe r "x"\nmodel m = embedded()\n' + GSM_SOURCE +
+                    "step s = generate(seeds, field=question, schema=\"{not json\")\n")
+    assert d is not None and any(e.code == "bad-schema" and "not valid JSON" in str(e) for e in d.errors)
+
+
+def test_schema_properties_become_typed_fields(tmp_path):
+    _copy("scrg", tmp_path)
+    (tmp_path / "r.synth").write_text('recipe r "x"\nmodel m = embedded()\n' + GSM_SOURCE + '''
+step plan = generate(seeds, field=question, schema="""{"type": "object", "properties": {"skill": {"type": "string"}, "count": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}}}""")
+step more = generate(plan, prompt="Write about {{ skill }}", n_from=count) -> idea
+''')
+    prog = synthlang.check_file(tmp_path / "r.synth")
+    plan = next(s for s in prog.steps if s.name == "plan")
+    assert plan.fields_out["skill"] == "str" and plan.fields_out["count"] == "int" and plan.fields_out["tags"] == "list[str]"
+    assert "text" not in plan.fields_out
+    s, con = _run_path(tmp_path / "r.synth", tmp_path)
+    plans = _rows(con, "plan")
+    assert len(plans) == 2 and all(isinstance(p["skill"], str) and isinstance(p["count"], int) for p in plans)
+    # per-row n: each plan row makes exactly `count` samples
+    assert _count(con, "more") == sum(p["count"] for p in plans)
+
+
+def _run_path(path: Path, tmp: Path, params: dict[str, str] | None = None):
+    prog = synthlang.check_file(path, params or {})
+    s = synthlang.run(prog, db=tmp / "db.duckdb", engine_factory=_fake)
+    assert s.status == "finished"
+    return s, duckdb.connect(str(tmp / "db.duckdb"), read_only=True)
+
+
+def test_n_from_must_give_a_whole_number(tmp_path):
+    _copy("scrg", tmp_path)
+    (tmp_path / "r.synth").write_text('recipe r "x"\nmodel m = embedded()\n' + GSM_SOURCE +
+                                      'step more = generate(seeds, field=question, n_from=len(question) / 7.5)\n')
+    prog = synthlang.check_file(tmp_path / "r.synth")
+    with pytest.raises(SynthError, match=r"n_from: row 1: n_from must give a whole number >= 0"):
+        synthlang.run(prog, db=tmp_path / "db.duckdb", engine_factory=_fake)
+
+
+# --------------------------------------------------------------- divergence
+def test_divergence_finds_the_first_token_below_the_threshold():
+    from synthlang.ops.scoring import DIVERGENCE
+
+    rows = [{"tokens": ["A", " b", " c", " d"], "token_logprobs": [-0.1, -0.5, -3.0, -4.0]},
+            {"tokens": ["x"], "token_logprobs": [-0.01]}]
+    out = DIVERGENCE.run_apply(rows, {"tokens": "tokens", "logprobs": "token_logprobs", "threshold": math.log(0.1), "skip": 0})
+    assert out[0][1]["prefix"] == "A b" and out[0][1]["diverge_index"] == 2 and out[0][1]["diverge_token"] == " c"
+    assert out[1][1]["diverged"] is False and out[1][1]["prefix"] is None
+
+
+# ----------------------------------------------------------------- mixture
+def test_mixture_quotas_follow_the_smoothed_weights_and_sum_to_total():
+    from synthlang.ops.mixture import distribution, quotas
+
+    p = distribution({"a": 3.0, "b": 1.0}, "proportional", 1.0)
+    assert p == {"a": 0.75, "b": 0.25}
+    p = distribution({"a": 3.0, "b": 1.0}, "proportional", 0.5)
+    assert p == {"a": 0.625, "b": 0.375}
+    s = distribution({"a": 1.0, "b": 0.0}, "softmax", 1.0)
+    assert s["a"] == pytest.approx(math.e / (math.e + 1))
+    assert quotas({"a": 0.75, "b": 0.25}, {"a": 100, "b": 100}, 10) == {"a": 8, "b": 2}
+    # a short group's surplus goes to the others
+    assert quotas({"a": 0.75, "b": 0.25}, {"a": 3, "b": 100}, 10) == {"a": 3, "b": 7}
+    assert quotas({"a": 0.5, "b": 0.5}, {"a": 1, "b": 2}, 10) == {"a": 1, "b": 2}
+
+
+# --------------------------------------------------------------------- SCRG
+def test_scrg_funnel(tmp_path):
+    s, con = _run("scrg", tmp_path, {"limit": "4", "max_tokens": "64"}, _fake)
+    assert _count(con, "drafted") == 4 and _count(con, "scored") == 4 and _count(con, "found") == 4
+    found = _rows(con, "found")
+    for r in found:   # the fake scores each whitespace token; the first below ln 0.1 is the error token
+        lps = r["token_logprobs"]
+        first = next((i for i, x in enumerate(lps) if x < math.log(0.1)), None)
+        assert r["diverge_index"] == first and r["n_tokens"] == len(r["tokens"])
+        assert r["nll"] == pytest.approx(-sum(lps) / len(lps))
+        if first is not None:
+            assert r["prefix"] == "".join(r["tokens"][:first])
+    fix = sum(1 for r in found if r["diverged"])
+    assert _count(con, "to_fix") == fix and _count(con, "corrected") == fix and _count(con, "revised") == fix
+    for r in _rows(con, "revised"):   # prefix continuation: each output starts with the prefix it was given
+        assert r["corrected_prefix"].startswith(r["prefix"].strip()) or not r["prefix"].strip()
+        assert r["revised_reasoning"].startswith(r["corrected_prefix"])
+    # the score and continue calls carry their directive in the stored request
+    kinds = [json.loads(j) for (j,) in con.execute(
+        "SELECT c.json_schema FROM calls c JOIN rows r ON r.call_key = c.call_key WHERE r.step IN ('scored', 'corrected')").fetchall()]
+    assert sum("score" in k["x-synthlang"] for k in kinds) == 4 and sum("continue" in k["x-synthlang"] for k in kinds) == fix
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(tmp_path / "out/scrg_sft.jsonl"), split="train")
+    assert ds.column_names == ["messages"] and len(ds) == fix
+    assert [m["role"] for m in ds[0]["messages"]] == ["user", "assistant"]
+
+
+# ------------------------------------------------------- real embedded engine
+@pytest.mark.slow
+def test_embedded_score_matches_the_logprobs_of_its_own_generation():
+    from synthlang.engines.base import Request, SamplingParams, with_directive
+    from synthlang.engines.embedded import EmbeddedEngine
+
+    e = EmbeddedEngine()
+    try:
+        msgs = ({"role": "user", "content": "Name a colour."},)
+        g = next(iter(e.generate([Request("g", msgs, SamplingParams(temperature=0.0, max_tokens=8), 1, logprobs=1)])))
+        s = next(iter(e.generate([Request("s", msgs, SamplingParams(max_tokens=8), 1, None,
+                                          with_directive(None, "score", g.text))])))
+        got = json.loads(s.text)
+        assert "".join(got["tokens"]) == g.text
+        assert len(got["logprobs"]) == len(g.logprobs)
+        # teacher forcing in one pass equals the sampler's own logprobs, up to llama.cpp's batched-kernel rounding
+        assert got["logprobs"] == pytest.approx(g.logprobs, abs=0.2)
+        assert got["logprobs"][0] == pytest.approx(g.logprobs[0], abs=1e-3)
+        # prefix continuation: greedy from the first 3 tokens goes on as the greedy reply did
+        head = "".join(got["tokens"][:3])
+        c = next(iter(e.generate([Request("c", msgs, SamplingParams(temperature=0.0, max_tokens=8), 1, None,
+                                          with_directive(None, "continue", head))])))
+        assert c.error is None and c.text
+        rest = "".join(got["tokens"][3:5])
+        assert c.text.startswith(rest), (head, c.text, g.text)
+    finally:
+        e.close()
+
+
+@pytest.fixture(scope="module")
+def scrg_real(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scrg_real")
+    return _run("scrg", tmp, {"limit": "2", "max_tokens": "32", "on_truncation": "keep"})
+
+
+@pytest.mark.slow
+def test_scrg_runs_on_the_embedded_engine(scrg_real):
+    s, con = scrg_real
+    assert _count(con, "drafted") == 2 and _count(con, "scored") == 2
+    for r in _rows(con, "scored"):
+        assert r["n_tokens"] == len(r["tokens"]) == len(r["token_logprobs"]) > 0
+        assert all(x <= 0 for x in r["token_logprobs"]) and r["nll"] > 0
+        assert "".join(r["tokens"]).strip() == r["student_reasoning"].strip()
+    for r in _rows(con, "revised"):
+        assert r["revised_reasoning"].startswith(r["corrected_prefix"])
