@@ -238,3 +238,87 @@ def test_scrg_runs_on_the_embedded_engine(scrg_real):
         assert "".join(r["tokens"]).strip() == r["student_reasoning"].strip()
     for r in _rows(con, "revised"):
         assert r["revised_reasoning"].startswith(r["corrected_prefix"])
+
+
+# ---------------------------------------------------------------------- DDK
+class _StudentLossesMore(FakeEngine):
+    """The fake engine, but the student's loss on GSM8K answers (they hold '####') is twice the teacher's."""
+
+    def generate(self, requests):
+        from synthlang.engines.base import score_text, split_directives
+
+        for req, res in zip(list(requests := list(requests)), super().generate(requests), strict=True):
+            d = split_directives(req.json_schema)[1]
+            if "score" in d and "####" in d["score"]:
+                got = json.loads(res.text)
+                res.logprobs = [2 * x for x in got["logprobs"]]
+                res.text = score_text(got["tokens"], res.logprobs)
+            yield res
+
+
+def _ddk_engines(m):
+    return _StudentLossesMore() if m.name == "student" else FakeEngine()
+
+
+def test_ddk_funnel_quotas_follow_the_smoothed_softmax_of_the_gap(tmp_path):
+    path = _copy("ddk", tmp_path)
+    # a student that differs from the teacher (here both are the same 135M weights, so their calls would be one)
+    text = path.read_text()
+    assert "model student = embedded(temperature=0.0)" in text
+    path.write_text(text.replace("model student = embedded(temperature=0.0)", "model student = embedded(temperature=0.0, top_p=0.9)"))
+    s = synthlang.run(synthlang.check_file(path, {"val": "3", "corpus": "12", "per_round": "10", "rounds": "2"}),
+                      db=tmp_path / "db.duckdb", engine_factory=_ddk_engines)
+    assert s.status == "finished"
+    con = duckdb.connect(str(tmp_path / "db.duckdb"), read_only=True)
+    assert _count(con, "val_set") == 6 and _count(con, "all_rows") == 24 and _count(con, "teacher_scored") == 6
+    gaps = {r["domain"]: r for r in _rows(con, "gaps")}
+    assert gaps["gsm8k"]["gap"] == pytest.approx(2.0) and gaps["self_instruct"]["gap"] == pytest.approx(1.0)
+    assert gaps["gsm8k"]["n"] == 3
+    # softmax over the gap, smoothed toward uniform with alpha 0.5, then largest-remainder quotas of 10
+    p_gsm = 0.5 * math.exp(2) / (math.exp(2) + math.exp(1)) + 0.25
+    picked = _rows(con, "picked")
+    assert len(picked) == 20   # 10 per round, 2 rounds
+    by_round = con.execute("SELECT round, json_extract_string(data, '$.domain') d, count(*) FROM rows "
+                           "WHERE step = 'picked' GROUP BY ALL ORDER BY ALL").fetchall()
+    assert by_round == [(0, "gsm8k", 6), (0, "self_instruct", 4), (1, "gsm8k", 6), (1, "self_instruct", 4)]
+    assert {round(r["mixture_weight"], 6) for r in picked} == {round(p_gsm, 6), round(1 - p_gsm, 6)}
+    # the draw differs between rounds (the round seeds it), and every picked row is a corpus row
+    r0 = {r for (r,) in con.execute("SELECT json_extract_string(data, '$.prompt') FROM rows WHERE step='picked' AND round=0").fetchall()}
+    r1 = {r for (r,) in con.execute("SELECT json_extract_string(data, '$.prompt') FROM rows WHERE step='picked' AND round=1").fetchall()}
+    assert r0 != r1
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(tmp_path / "out/ddk_mixture.jsonl"), split="train")
+    assert ds.column_names == ["messages"] and len(ds) == 20
+
+
+def test_mixture_weight_that_is_not_a_number_names_the_row(tmp_path):
+    _copy("scrg", tmp_path)
+    (tmp_path / "r.synth").write_text('recipe r "x"\nmodel m = embedded()\n' + GSM_SOURCE + '''
+step w = derive(seeds, domain = "a", weight = "heavy")
+step d = derive(seeds, domain = "a")
+step mixed = mixture(d, weights=w, by=domain, total=1)
+''')
+    prog = synthlang.check_file(tmp_path / "r.synth")
+    with pytest.raises(SynthError, match=r"mixture weights 'w': row 1, field 'weight': weight must be a number >= 0, got 'heavy'"):
+        synthlang.run(prog, db=tmp_path / "db.duckdb", engine_factory=_fake)
+
+
+@pytest.fixture(scope="module")
+def ddk_real(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddk_real")
+    return _run("ddk", tmp, {"val": "1", "corpus": "3", "per_round": "2", "rounds": "2"})
+
+
+@pytest.mark.slow
+def test_ddk_runs_on_the_embedded_engine(ddk_real):
+    s, con = ddk_real
+    scored = _rows(con, "student_scored")
+    assert len(scored) == 4   # 2 validation rows (one per domain) x 2 rounds
+    for r in scored:
+        assert r["loss_teacher"] > 0 and r["loss_student"] > 0 and r["s_n"] == len(r["s_logprobs"])
+    gaps = _rows(con, "gaps")
+    assert sorted(g["domain"] for g in gaps) == ["gsm8k", "gsm8k", "self_instruct", "self_instruct"]
+    # teacher and student are the same 135M weights here: the gap is 1 and the mixture uniform
+    assert all(g["gap"] == pytest.approx(1.0) for g in gaps)
+    assert _count(con, "picked") == 4
