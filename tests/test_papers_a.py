@@ -322,3 +322,48 @@ def test_ddk_runs_on_the_embedded_engine(ddk_real):
     # teacher and student are the same 135M weights here: the gap is 1 and the mixture uniform
     assert all(g["gap"] == pytest.approx(1.0) for g in gaps)
     assert _count(con, "picked") == 4
+
+
+# --------------------------------------------------------------- DataEnvGym
+def test_dataenvgym_funnel_plan_counts_set_the_samples_per_skill(tmp_path):
+    s, con = _run("dataenvgym", tmp_path, {"limit": "6", "rounds": "1", "max_per_skill": "3"}, _fake)
+    probed = _rows(con, "probed")
+    assert len(probed) == 6
+    wrong = [r for r in probed if not r["probe_correct"]]
+    assert _count(con, "errors") == len(wrong) > 0
+    skilled = _rows(con, "skilled")
+    assert len(skilled) == len(wrong) and all(isinstance(r["skill"], str) and r["skill"] for r in skilled)
+    by_skill = _rows(con, "by_skill")
+    assert sorted(r["skill"] for r in by_skill) == sorted({r["skill"] for r in skilled})
+    assert sum(r["errors"] for r in by_skill) == len(wrong)
+    plans = _rows(con, "plan")
+    assert len(plans) == len(by_skill) and all(isinstance(p["count"], int) and 0 <= p["count"] <= 10 for p in plans)
+    written = _rows(con, "written")
+    assert len(written) == sum(min(p["count"], 3) for p in plans)        # per-row n from the plan
+    for skill in {p["skill"] for p in plans}:
+        want = min(next(p["count"] for p in plans if p["skill"] == skill), 3)
+        assert sum(1 for w in written if w["skill"] == skill) == want
+    assert all(isinstance(w["gold"], (int, float)) and w["question"] and w["solution"] for w in written)
+    assert _count(con, "trainset") == 0   # the pool before the loop is empty; `improve` names the fed rows
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(tmp_path / "out/dataenvgym_generated.jsonl"), split="train")
+    assert ds.column_names == ["messages"] and len(ds) == len(written)
+
+
+@pytest.fixture(scope="module")
+def dataenvgym_real(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dataenvgym_real")
+    return _run("dataenvgym", tmp, {"limit": "1", "rounds": "1", "max_per_skill": "1", "max_tokens": "48"})
+
+
+@pytest.mark.slow
+def test_dataenvgym_runs_on_the_embedded_engine(dataenvgym_real):
+    s, con = dataenvgym_real
+    assert _count(con, "probed") == 1
+    for r in _rows(con, "skilled"):      # llama.cpp's JSON-schema grammar: a string skill
+        assert isinstance(r["skill"], str)
+    for p in _rows(con, "plan"):
+        assert isinstance(p["count"], int) and isinstance(p["focus"], str)
+    plans = _rows(con, "plan")
+    assert _count(con, "written") + _count(con, "written", "failed") == sum(min(p["count"], 1) for p in plans)
