@@ -367,3 +367,189 @@ def test_dataenvgym_runs_on_the_embedded_engine(dataenvgym_real):
         assert isinstance(p["count"], int) and isinstance(p["focus"], str)
     plans = _rows(con, "plan")
     assert _count(con, "written") + _count(con, "written", "failed") == sum(min(p["count"], 1) for p in plans)
+
+
+# ---------------------------------------------------------------- MathDial
+def test_dialogue_expands_into_recorded_turns(tmp_path):
+    path = _copy("mathdial", tmp_path)
+    prog = synthlang.check_file(path, {"max_turns": "2"})
+    names = [s.name for s in prog.steps]
+    turns = ["talks__s0", "talks__t1", "talks__s1", "talks__t2", "talks__s2"]
+    assert all(t in names for t in turns) and names.index("talks") > max(names.index(t) for t in turns)
+    by = {s.name: s for s in prog.steps}
+    assert [by[t].model.name for t in turns] == ["student", "teacher", "student", "teacher", "student"]
+    assert by["talks__s2"].opts["last"] is True and by["talks__t2"].opts["last"] is False
+    assert by["talks"].fields_out["messages"] == "json"
+
+
+def test_dialogue_without_tutor_is_a_positioned_error(tmp_path):
+    _copy("scrg", tmp_path)
+    d = _check_text(tmp_path, 'recipe r "x"\nmodel m = embedded()\n' + GSM_SOURCE +
+                    'step talks = dialogue(seeds, student=m, max_turns=2)\n')
+    assert d is not None
+    err = next(e for e in d.errors if e.code == "missing-argument")
+    assert "dialogue() needs tutor=" in str(err) and err.span.line == 8
+
+
+def test_mathdial_funnel(tmp_path):
+    s, con = _run("mathdial", tmp_path, {"limit": "4", "max_turns": "2"}, _fake)
+    talks = _rows(con, "talks")
+    assert len(talks) == 4                                   # one row per dialogue
+    calls = {st: _count(con, st) for st in ("talks__s0", "talks__t1", "talks__s1", "talks__t2", "talks__s2")}
+    assert calls["talks__s0"] == 4
+    for t in talks:
+        msgs = t["messages"]
+        assert t["turns"] == len(msgs) and msgs[0]["role"] == "user"
+        assert [m["role"] for m in msgs] == ["user", "assistant"] * (len(msgs) // 2) + ["user"] * (len(msgs) % 2)
+        assert t["dialogue_stop"] in ("stop", "max_turns")
+        if t["dialogue_stop"] == "max_turns":
+            assert len(msgs) == 5                            # opening + 2 x (tutor, student)
+        else:                                                # the stop expression was true after the last turn
+            gold = t["gold"]
+            last = t["last_message"]
+            assert (t["last_role"] == "student" and str(gold) in last) or (t["last_role"] == "tutor" and str(gold) in last)
+    # a dialogue that stopped makes no more calls: each turn step has at most the rows still going
+    stopped_before = lambda k: sum(1 for t in talks if t["dialogue_stop"] == "stop" and t["turns"] <= k)  # noqa: E731
+    assert calls["talks__t1"] == 4 - stopped_before(1)
+    assert calls["talks__s2"] == 4 - stopped_before(4)
+    # lineage: a final dialogue row descends from every one of its turns, each its own call
+    (rid,) = con.execute("SELECT row_id FROM rows WHERE step='talks' AND status='ok' ORDER BY row_id LIMIT 1").fetchone()
+    seen, frontier, steps = set(), {rid}, []
+    while frontier:
+        got = con.execute(f"SELECT parent_id FROM lineage WHERE child_id IN ({','.join('?' * len(frontier))})", list(frontier)).fetchall()
+        frontier = {p for (p,) in got} - seen
+        seen |= frontier
+    turn_rows = con.execute(f"SELECT step, call_key FROM rows WHERE row_id IN ({','.join('?' * len(seen))}) AND operator='dialogue_turn'",
+                            list(seen)).fetchall()
+    assert turn_rows and all(k for _, k in turn_rows) and {st for st, _ in turn_rows} >= {"talks__s0", "talks__t1"}
+    # preference data: 2 tutor moves per opening, judged pairwise
+    assert _count(con, "moves") == 8 and _count(con, "both") == 4 and _count(con, "prefs") == 4
+    for p in _rows(con, "prefs"):
+        assert {p["chosen"], p["rejected"]} == {p["move_a"], p["move_b"]}
+        assert p["chosen"] == (p["move_a"] if p["winner"] == "A" else p["move_b"])
+    import datasets
+
+    sft = datasets.load_dataset("json", data_files=str(tmp_path / "out/mathdial_sft.jsonl"), split="train")
+    assert sft.column_names == ["messages"] and len(sft) == _count(con, "tutoring")
+    dpo = datasets.load_dataset("json", data_files=str(tmp_path / "out/mathdial_dpo.jsonl"), split="train")
+    assert sorted(dpo.column_names) == ["chosen", "prompt", "rejected"] and len(dpo) == 4
+    assert dpo[0]["prompt"].startswith("Problem: ") and "\nStudent: " in dpo[0]["prompt"]
+
+
+@pytest.fixture(scope="module")
+def mathdial_real(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mathdial_real")
+    return _run("mathdial", tmp, {"limit": "2", "max_turns": "1", "max_tokens": "40"})
+
+
+@pytest.mark.slow
+def test_mathdial_runs_on_the_embedded_engine(mathdial_real):
+    s, con = mathdial_real
+    talks = _rows(con, "talks")
+    assert len(talks) + _count(con, "talks__s0", "failed") == 2
+    for t in talks:
+        assert t["messages"] and all(m["content"].strip() for m in t["messages"])
+        assert not any(m["content"].lower().startswith(("teacher:", "student:")) for m in t["messages"])
+        assert t["dialogue_stop"] in ("stop", "max_turns")
+    assert _count(con, "moves") <= 4
+
+
+# --------------------------------------------------------------- Llama-405B
+GSM8 = [json.loads(x) for x in (RECIPES / "data/gsm8k/train_first1000.jsonl").read_text().splitlines()[:8]]
+
+
+def _l405_rule(model: str, prompt: str, schema) -> str:
+    from synthlang.expr import final_number
+
+    for r in GSM8:
+        if r["question"] in prompt:   # right on every question but Weng's
+            g = final_number(r["answer"])
+            return f"Step 1 ... The answer is {g + (1 if 'Weng' in r['question'] else 0)}."
+    if "customer wrote" in prompt:    # intents: right on messages that mention a card
+        return "The customer asks about a card arriving.\nThe answer is " + ("card_arrival." if "card" in prompt.split('"')[1] else "age_limit.")
+    return "The answer is 0."
+
+
+def test_llama405b_funnel_and_formats(tmp_path):
+    from test_method_recipes import Scripted
+
+    eng = Scripted(_l405_rule)
+    s, con = _run("llama405b", tmp_path, {"limit": "4", "samples": "2", "max_tokens": "64"}, eng.for_model)
+    assert _count(con, "chains") == 8 and _count(con, "math_kept") == 6        # Weng's two chains are wrong
+    intents = _rows(con, "intent_checked")
+    assert len(intents) == 4
+    assert _count(con, "intent_kept") == sum(1 for r in intents if r["category"] == "card_arrival" and "card" in r["text"])
+    import datasets
+
+    chat = datasets.load_dataset("json", data_files=str(tmp_path / "out/llama405b_math_chat.jsonl"), split="train")
+    views = datasets.load_dataset("json", data_files=str(tmp_path / "out/llama405b_math_views.jsonl"), split="train")
+    alpaca = datasets.load_dataset("json", data_files=str(tmp_path / "out/llama405b_math_alpaca.jsonl"), split="train")
+    assert chat.column_names == ["messages"] and len(chat) == 6
+    assert sorted(views.column_names) == ["messages", "view"] and len(views) == 12
+    direct = [v for v in views if v["view"] == "direct"]
+    assert all(v["messages"][-1]["content"].startswith("The answer is ") for v in direct)
+    assert sorted(alpaca.column_names) == ["input", "instruction", "output"] and len(alpaca) == 6
+
+
+@pytest.fixture(scope="module")
+def llama405b_real(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("llama405b_real")
+    labels = json.loads((RECIPES / "data/banking77/categories.json").read_text())[:10]
+    return _run("llama405b", tmp, {"limit": "1", "samples": "2", "max_tokens": "48", "on_truncation": "keep",
+                                   "intent_list": ", ".join(labels)})
+
+
+@pytest.mark.slow
+def test_llama405b_runs_on_the_embedded_engine(llama405b_real):
+    s, con = llama405b_real
+    assert _count(con, "chains") + _count(con, "chains", "failed") == 2
+    assert _count(con, "chains_checked") == _count(con, "chains")
+    assert _count(con, "intent_chains") + _count(con, "intent_chains", "failed") == 1
+    for r in _rows(con, "math_sft"):
+        assert r["verified"] is True and r["direct"].startswith("The answer is ")
+
+
+# ------------------------------------------------------- proposition segmentation
+def _props_rule(model: str, prompt: str, schema) -> str:
+    passage = prompt.split("Passage: ", 1)[1].split("\n\nReply with JSON", 1)[0]
+    sentences = [s.strip() + "." for s in passage.replace("?", ".").split(".") if s.strip()]
+    return json.dumps({"propositions": sentences + ["Too short."]})
+
+
+def test_proposition_segmentation_funnel(tmp_path):
+    from test_method_recipes import Scripted
+
+    eng = Scripted(_props_rule)
+    s, con = _run("proposition_segmentation", tmp_path, {"limit": "3"}, eng.for_model)
+    passages = _rows(con, "passages")
+    assert len(passages) == 6 and {p["domain"] for p in passages} == {"gsm8k", "self_instruct"}
+    long_enough = _rows(con, "long_enough")
+    assert len(long_enough) == sum(1 for p in passages if len(p["passage"].split()) >= 8)
+    segmented = _rows(con, "segmented")
+    assert len(segmented) == len(long_enough) and all(isinstance(r["propositions"], list) for r in segmented)
+    exploded = _rows(con, "one_each")
+    assert len(exploded) == sum(len(r["propositions"]) for r in segmented)
+    well = _rows(con, "well_formed")
+    assert len(well) == len(exploded) - len(segmented)                     # each "Too short." is dropped
+    assert all(len(w["proposition"].split()) >= 3 for w in well)
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(tmp_path / "out/proposition_segmentation_sft.jsonl"), split="train")
+    assert ds.column_names == ["messages"] and len(ds) == len(segmented)
+    assert ds[0]["messages"][1]["content"].count("\n") == len(segmented[0]["propositions"]) - 1
+
+
+@pytest.fixture(scope="module")
+def propseg_real(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("propseg_real")
+    return _run("proposition_segmentation", tmp, {"limit": "1", "max_tokens": "48"})
+
+
+@pytest.mark.slow
+def test_proposition_segmentation_runs_on_the_embedded_engine(propseg_real):
+    s, con = propseg_real
+    n = _count(con, "long_enough")
+    assert _count(con, "segmented") + _count(con, "segmented", "failed") == n
+    for r in _rows(con, "segmented"):       # llama.cpp's grammar: a list of strings
+        assert isinstance(r["propositions"], list) and all(isinstance(p, str) for p in r["propositions"])
+    assert _count(con, "one_each") == sum(len(r["propositions"]) for r in _rows(con, "segmented"))

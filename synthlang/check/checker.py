@@ -158,6 +158,9 @@ class _Checker:
         for d in decls:
             if isinstance(d, ast.Source):
                 self._source(d)
+        from synthlang.ops.dialogue import expand as _expand_dialogues   # papersa (issue 15): dialogue -> turn steps
+
+        decls = tuple(_expand_dialogues(decls, lambda e: self._const(e, "int"), self.err))
         for d in (x for x in decls if not isinstance(x, ast.Use)):  # imports: imports.load_imports
             if isinstance(d, ast.Step):
                 self.step_decls[d.name] = d
@@ -695,7 +698,8 @@ class _Checker:
                 self.err(f"'-> replace {new}': step '{d.name}' has no field '{new}' to replace", ex.span,
                          hint=did_you_mean(new, list(fields_in)) or f"drop 'replace' to add '{new}' as a new field",
                          code="replace-unknown-field", name=new, step=d.name)
-            if new in fields_out and not (ex is not None and ex.replace) and orig not in replaced:
+            if new in fields_out and not (ex is not None and ex.replace) and orig not in replaced \
+                    and orig not in op.extra.get("state_outputs", ()):   # papersa: dialogue_turn updates its state
                 span = ex.span if ex is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
                          hint=f"rename it (-> {new}_2) or write '-> replace {new}' to overwrite on purpose",

@@ -73,6 +73,8 @@ class FakeEngine:
 def _fake_value(sub: object, h: str) -> object:
     """A value for one schema property: a string or list of strings where the schema says so, else 1..5."""
     t = sub.get("type") if isinstance(sub, dict) else None
+    if t == "string" and isinstance(sub, dict) and sub.get("enum"):   # one of the allowed values, by the hash
+        return sub["enum"][int(h[:2], 16) % len(sub["enum"])]
     if t == "string" and isinstance(sub, dict) and not sub.get("enum"):
         return f"fake {h}"
     if t == "array" and isinstance(sub, dict) and (sub.get("items") or {}).get("type") == "string":

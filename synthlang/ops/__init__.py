@@ -42,12 +42,13 @@ OPERATORS.update({op.name: op for op in RELATIONAL})  # derive, explode, group, 
 
 # papersa (issue 15): generate/answer gain n_from= and prefix= (generate also schema=); score, divergence, mixture.
 from synthlang.ops import structured as _structured  # noqa: E402
+from synthlang.ops.dialogue import DIALOGUE_OPS  # noqa: E402
 from synthlang.ops.mixture import MIXTURE  # noqa: E402
 from synthlang.ops.scoring import SCORING  # noqa: E402
 
 OPERATORS["generate"] = _structured.extend(OPERATORS["generate"], with_schema=True)
 OPERATORS["answer"] = _structured.extend(OPERATORS["answer"], with_schema=False)
-OPERATORS.update({op.name: op for op in (*SCORING, MIXTURE)})
+OPERATORS.update({op.name: op for op in (*SCORING, MIXTURE, *DIALOGUE_OPS)})
 # end papersa
 
 __all__ = ["OPERATORS", "Operator", "Option", "OutputField", "RowFailure", "options"]
