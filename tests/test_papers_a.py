@@ -414,7 +414,7 @@ def test_mathdial_funnel(tmp_path):
     assert calls["talks__s2"] == 4 - stopped_before(4)
     # lineage: a final dialogue row descends from every one of its turns, each its own call
     (rid,) = con.execute("SELECT row_id FROM rows WHERE step='talks' AND status='ok' ORDER BY row_id LIMIT 1").fetchone()
-    seen, frontier, steps = set(), {rid}, []
+    seen, frontier = set(), {rid}
     while frontier:
         got = con.execute(f"SELECT parent_id FROM lineage WHERE child_id IN ({','.join('?' * len(frontier))})", list(frontier)).fetchall()
         frontier = {p for (p,) in got} - seen

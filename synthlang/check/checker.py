@@ -19,7 +19,6 @@ from synthlang.engines.base import SAMPLING_KEYS, SamplingParams
 from synthlang.errors import CheckError, ConfigError, Diagnostics, SourceError, Span
 from synthlang.expr import FUNCTIONS, calls, evaluate, free_names, infer_type
 from synthlang.ops import OPERATORS
-from synthlang.ops.structured import KIND_JSON  # papersa (issue 15): generate(schema=...)
 from synthlang.ops.base import (
     KIND_BOOL,
     KIND_CHOICE,
@@ -35,6 +34,7 @@ from synthlang.ops.base import (
     SAMPLING_RANGES,
     range_problem,
 )
+from synthlang.ops.structured import KIND_JSON  # papersa (issue 15): generate(schema=...)
 from synthlang.outputs.shapes import FORMATS as EXPORT_FORMATS  # export formats and their options live there
 from synthlang.outputs.shapes import check_options as check_export_options
 from synthlang.outputs.shapes import options_for as _export_options_for
@@ -158,7 +158,7 @@ class _Checker:
         for d in decls:
             if isinstance(d, ast.Source):
                 self._source(d)
-        from synthlang.ops.dialogue import expand as _expand_dialogues   # papersa (issue 15): dialogue -> turn steps
+        from synthlang.ops.dialogue import expand as _expand_dialogues  # papersa (issue 15): dialogue -> turn steps
 
         decls = tuple(_expand_dialogues(decls, lambda e: self._const(e, "int"), self.err))
         for d in (x for x in decls if not isinstance(x, ast.Use)):  # imports: imports.load_imports
