@@ -206,7 +206,10 @@ class _Checker:
                                  name=a.name, valid=["calls", "tokens", "usd"])
                     else:
                         budget[a.name] = self._const(a.value, "float" if a.name == "usd" else "int")
-        if self.errors:
+        if self.errors:   # one error per (position, message): a dialogue's turn steps share its stop expression
+            seen: set[tuple[str, str]] = set()
+            self.errors = [e for e in self.errors if (k := (str(e), repr(getattr(e, "span", None)))) not in seen
+                           and not seen.add(k)]
             raise Diagnostics(self.errors)
         steps = list(self.imported_steps.values()) + [self.steps[n] for n in order]
         header = self.recipe.header

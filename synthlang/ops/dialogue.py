@@ -198,14 +198,31 @@ def expand(decls: Sequence[Any], const: Any, err: Any) -> list[Any]:
         The declarations with every ``dialogue`` step expanded; the last expanded step keeps the step's name.
     """
     out: list[Any] = []
+    taken = _names(decls)
     for d in decls:
         if isinstance(d, ast.Loop):
             out.append(replace(d, body=tuple(expand(d.body, const, err))))
         elif isinstance(d, ast.Step) and d.op.func == "dialogue":
-            out.extend(_expand_one(d, const, err))
+            steps = _expand_one(d, const, err)
+            for st in steps[:-1]:
+                if st.name in taken:
+                    err(f"dialogue step '{d.name}' makes a step named '{st.name}', which the recipe already declares",
+                        d.span, code="duplicate-definition", name=st.name, hint=f"rename the step '{st.name}'")
+                    return list(decls)
+            out.extend(steps)
         else:
             out.append(d)
     return out
+
+
+def _names(decls: Sequence[Any]) -> set[str]:
+    names: set[str] = set()
+    for d in decls:
+        if isinstance(d, ast.Loop):
+            names |= _names(d.body)
+        elif hasattr(d, "name"):
+            names.add(str(d.name))
+    return names
 
 
 def _expand_one(d: ast.Step, const: Any, err: Any) -> list[ast.Step]:
@@ -218,21 +235,19 @@ def _expand_one(d: ast.Step, const: Any, err: Any) -> list[ast.Step]:
         if name not in DIALOGUE.options:
             err(f"unknown option '{name}' for operator 'dialogue'", kw[name].span, code="unknown-option", name=name,
                 operator="dialogue", valid=list(DIALOGUE.options), hint=f"valid options: {', '.join(DIALOGUE.options)}")
-            return []
+            return [d]   # kept whole: its fields exist, so no follow-on errors
     for name in ("tutor", "student"):
         if name not in kw:
             err(f"dialogue() needs {name}=", d.op.span, code="missing-argument", name=name, operator="dialogue",
                 hint="dialogue(seeds, tutor=teacher, student=student, max_turns=4, stop=...)")
-            return []
+            return [d]   # kept whole: its fields exist, so no follow-on errors
     if d.outputs:
         err("dialogue() outputs keep their names (messages, last_message, ...); rename them with a derive step",
             d.outputs[0].span, code="too-many-outputs", operator="dialogue")
-        return []
+        return [d]
     turns = const(kw["max_turns"].value) if "max_turns" in kw else DIALOGUE.options["max_turns"].default
     if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= 20:
-        err(f"max_turns must be a whole number from 1 to 20, not {turns!r}", kw["max_turns"].span if "max_turns" in kw else sp,
-            code="out-of-range", name="max_turns", range=[1, 20])
-        return []
+        return [d]   # kept whole: the option check reports max_turns' type or range
     base = d.name
 
     def lit(v: Any) -> ast.Literal:
