@@ -626,6 +626,15 @@ class _Checker:
         for name, spec in op.options.items():
             if name not in opts:
                 opts[name] = spec.default
+        for node_opt, field_opts in op.extra.get("node_fields", {}).items():   # papersa: mixture's weight/key
+            node = opts.get(node_opt)
+            for fo, fallback in field_opts:
+                fname = opts.get(fo) or opts.get(fallback)
+                if isinstance(node, str) and node in self.fields and isinstance(fname, str) and fname not in self.fields[node]:
+                    self.err(f"{op.name}(): the rows of '{node}' have no field '{fname}' ({fo}=)",
+                             kw[fo].span if fo in kw else d.op.span, code="unknown-field", name=fname,
+                             available=sorted(self.fields[node]),
+                             hint=did_you_mean(fname, list(self.fields[node])) or f"fields of {node}: {', '.join(sorted(self.fields[node]))}")
         for name in op.extra.get("required", ()):   # papersa (issue 15): options an operator cannot do without
             if opts.get(name) is None and name not in kw:
                 self.err(f"{op.name}() needs {name}=", d.op.span, code="missing-argument", name=name, operator=op.name,

@@ -148,5 +148,5 @@ MIXTURE = Operator(
     apply=_mixture_apply,
     takes_context=True,
     locality_=LOCALITY_GLOBAL,
-    extra={"required": ("weights", "by")},
+    extra={"required": ("weights", "by"), "node_fields": {"weights": (("weight", "weight"), ("key", "by"))}},
 )
