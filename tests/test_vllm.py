@@ -112,3 +112,26 @@ def test_embedded_falls_back_to_transformers_without_llama_cpp(capfd):
     again = list(e.generate([req("a", "Name a color.", seed=3)]))[0]
     assert again.text == out[0].text
     e.close()
+
+
+# ---- papersa (issue 15): score (prompt_logprobs) and prefix continuation (continue_final_message) on vLLM
+def test_vllm_score_matches_the_logprobs_of_its_own_generation_and_continues_a_prefix(llm):
+    from synthlang.engines.base import with_directive
+
+    greedy = SamplingParams(temperature=0.0, max_tokens=8)
+    g = list(llm.generate([req("g", "Name a colour.", sampling=greedy, logprobs=1)]))[0]
+    assert g.error is None and g.logprobs
+    s = list(llm.generate([req("s", "Name a colour.", sampling=greedy, json_schema=with_directive(None, "score", g.text))]))[0]
+    assert s.error is None, s.error
+    got = json.loads(s.text)
+    assert "".join(got["tokens"]).strip() == g.text.strip()
+    assert s.logprobs == got["logprobs"] and all(x <= 0 for x in s.logprobs)
+    n = min(len(s.logprobs), len(g.logprobs))
+    assert s.logprobs[:n] == pytest.approx(g.logprobs[:n], abs=0.1)   # teacher forcing = the sampler's own logprobs
+    head = "".join(got["tokens"][:3])
+    c = list(llm.generate([req("c", "Name a colour.", sampling=greedy, json_schema=with_directive(None, "continue", head))]))[0]
+    assert c.error is None and c.text
+    assert (head + c.text).startswith("".join(got["tokens"][:5]).rstrip())   # greedy from the prefix goes on as before
+    # mixed with ordinary requests in one batch, each kind comes back once
+    out = list(llm.generate([req("p", "Say hi."), req("s2", "Say hi.", json_schema=with_directive(None, "score", "Hi!"))]))
+    assert sorted(r.key for r in out) == ["p", "s2"] and all(r.error is None for r in out)

@@ -34,6 +34,7 @@ from synthlang.ops.base import (
     SAMPLING_RANGES,
     range_problem,
 )
+from synthlang.ops.structured import KIND_JSON  # papersa (issue 15): generate(schema=...)
 from synthlang.outputs.shapes import FORMATS as EXPORT_FORMATS  # export formats and their options live there
 from synthlang.outputs.shapes import check_options as check_export_options
 from synthlang.outputs.shapes import options_for as _export_options_for
@@ -157,6 +158,9 @@ class _Checker:
         for d in decls:
             if isinstance(d, ast.Source):
                 self._source(d)
+        from synthlang.ops.dialogue import expand as _expand_dialogues  # papersa (issue 15): dialogue -> turn steps
+
+        decls = tuple(_expand_dialogues(decls, lambda e: self._const(e, "int"), self.err))
         for d in (x for x in decls if not isinstance(x, ast.Use)):  # imports: imports.load_imports
             if isinstance(d, ast.Step):
                 self.step_decls[d.name] = d
@@ -202,7 +206,10 @@ class _Checker:
                                  name=a.name, valid=["calls", "tokens", "usd"])
                     else:
                         budget[a.name] = self._const(a.value, "float" if a.name == "usd" else "int")
-        if self.errors:
+        if self.errors:   # one error per (position, message): a dialogue's turn steps share its stop expression
+            seen: set[tuple[str, str]] = set()
+            self.errors = [e for e in self.errors if (k := (str(e), repr(getattr(e, "span", None)))) not in seen
+                           and not seen.add(k)]
             raise Diagnostics(self.errors)
         steps = list(self.imported_steps.values()) + [self.steps[n] for n in order]
         header = self.recipe.header
@@ -619,6 +626,19 @@ class _Checker:
         for name, spec in op.options.items():
             if name not in opts:
                 opts[name] = spec.default
+        for node_opt, field_opts in op.extra.get("node_fields", {}).items():   # papersa: mixture's weight/key
+            node = opts.get(node_opt)
+            for fo, fallback in field_opts:
+                fname = opts.get(fo) or opts.get(fallback)
+                if isinstance(node, str) and node in self.fields and isinstance(fname, str) and fname not in self.fields[node]:
+                    self.err(f"{op.name}(): the rows of '{node}' have no field '{fname}' ({fo}=)",
+                             kw[fo].span if fo in kw else d.op.span, code="unknown-field", name=fname,
+                             available=sorted(self.fields[node]),
+                             hint=did_you_mean(fname, list(self.fields[node])) or f"fields of {node}: {', '.join(sorted(self.fields[node]))}")
+        for name in op.extra.get("required", ()):   # papersa (issue 15): options an operator cannot do without
+            if opts.get(name) is None and name not in kw:
+                self.err(f"{op.name}() needs {name}=", d.op.span, code="missing-argument", name=name, operator=op.name,
+                         hint=f"{name}: {op.options[name].doc}")
         if op.select is not None:
             op = op.select(opts)
             for name, spec in op.options.items():
@@ -642,6 +662,7 @@ class _Checker:
                 mname = next(iter(self.models))
                 opts["model"] = mname
             model = self.models.get(mname)
+            self._engine_directives(d, op, opts, model, kw)
             if opts.get("prompt") is None:
                 opts["prompt"] = _default_prompt(op)
             # template variables must exist at this point of the graph
@@ -693,7 +714,8 @@ class _Checker:
                 self.err(f"'-> replace {new}': step '{d.name}' has no field '{new}' to replace", ex.span,
                          hint=did_you_mean(new, list(fields_in)) or f"drop 'replace' to add '{new}' as a new field",
                          code="replace-unknown-field", name=new, step=d.name)
-            if new in fields_out and not (ex is not None and ex.replace) and orig not in replaced:
+            if new in fields_out and not (ex is not None and ex.replace) and orig not in replaced \
+                    and orig not in op.extra.get("state_outputs", ()):   # papersa: dialogue_turn updates its state
                 span = ex.span if ex is not None else d.span
                 self.err(f"step '{d.name}' output '{new}' would overwrite the existing field '{new}'", span,
                          hint=f"rename it (-> {new}_2) or write '-> replace {new}' to overwrite on purpose",
@@ -708,6 +730,51 @@ class _Checker:
         self.steps[d.name] = StepSpec(d.name, op, inp, opts, rename, fields_in, fields_out, fp, model, d.span)
         self.fields[d.name] = fields_out
         self.fps[d.name] = fp
+
+    def _json_option(self, spec: Any, v: Any) -> Any:
+        """papersa (issue 15): a JSON-schema option, parsed; a positioned error when it is not JSON or not usable."""
+        import json as _json
+
+        from synthlang.ops.structured import schema_problem
+
+        raw = self._const(v)
+        if isinstance(raw, dict):   # an object literal: schema={type: "object", properties: {...}}
+            value: Any = raw
+        elif not isinstance(raw, str):
+            self.err(f"option '{spec.name}' needs a JSON schema: an object literal or a JSON string", v.span,
+                     code="bad-schema", name=spec.name)
+            return None
+        else:
+            try:
+                value = _json.loads(raw)
+            except _json.JSONDecodeError as exc:
+                self.err(f"option '{spec.name}' is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno} of the string)",
+                         v.span, code="bad-schema", name=spec.name)
+                return None
+        problem = schema_problem(value)
+        if problem is not None:
+            self.err(f"option '{spec.name}': {problem}", v.span, code="bad-schema", name=spec.name,
+                     hint='e.g. schema={type: "object", properties: {skill: {type: "string"}}}')
+            return None
+        return value
+
+    def _engine_directives(self, d: ast.Step, op: Any, opts: dict[str, Any], model: ModelSpec | None,
+                           kw: dict[str, Any]) -> None:
+        """papersa (issue 15): score / prefix continuation need an engine that can (embedded, vllm); name the one that cannot."""
+        from synthlang.engines.base import DIRECTIVE_ENGINES
+
+        want = op.extra.get("directives")
+        if model is None or not callable(want):
+            return
+        for name in want(opts):
+            if model.kind in DIRECTIVE_ENGINES.get(name, ()):
+                continue
+            what = {"continue": "prefix continuation (prefix=)", "score": "teacher-forced scoring (score)"}[name]
+            arg = kw.get("prefix") if name == "continue" else kw.get("model")
+            self.err(f"step '{d.name}': {what} needs token-level access that engine '{model.kind}' "
+                     f"(model '{model.name}', {model.model_id}) does not give",
+                     arg.span if arg is not None else d.op.span, code="engine-unsupported", engine=model.kind,
+                     hint=f"use a model on {' or '.join(e for e in DIRECTIVE_ENGINES[name] if e != 'fake')}: embedded() or vllm(\"...\")")
 
     def _producer_opts(self, node: str, field_name: str) -> dict[str, Any] | None:
         """The options of the step upstream of ``node`` that added ``field_name`` (``None``: a source or unknown)."""
@@ -785,6 +852,8 @@ class _Checker:
             return v
         if kind == "other_expr":  # join's right_on: checked against the other node (check/relational.py)
             return v
+        if kind == KIND_JSON:   # papersa (issue 15): generate(schema='{...}'), a JSON object in a string
+            return self._json_option(spec, v)
         want = {KIND_INT: "int", KIND_FLOAT: "float", KIND_BOOL: "bool", KIND_STR: "str", KIND_LIST: "list"}.get(kind)
         if kind == KIND_CHOICE:
             if isinstance(v, ast.Name) and v.id not in self.params:

@@ -103,6 +103,57 @@ class Result:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+DIRECTIVE_KEY = "x-synthlang"
+"""The key, in a request's ``json_schema`` slot, of what a call asks besides sampling (issue 15).
+
+The runner hands an operator's per-row ``__schema__`` (see :class:`~synthlang.ops.base.Operator`'s
+``prepare``) to the engine as :attr:`Request.json_schema`, and that slot enters the call key. Until
+the runner carries these as fields of their own, ``score`` and prefix continuation travel there as
+``{"x-synthlang": {"continue": PREFIX}}`` or ``{"x-synthlang": {"score": TEXT}}`` (with any real
+schema beside them); engines split them off with :func:`split_directives`.
+"""
+
+#: Directives an engine may support, and which engines do (checked at ``synth check``).
+DIRECTIVES = ("continue", "score")
+DIRECTIVE_ENGINES: dict[str, tuple[str, ...]] = {"continue": ("embedded", "vllm", "fake"),
+                                                 "score": ("embedded", "vllm", "fake")}
+
+
+def with_directive(schema: dict[str, Any] | None, name: str, value: Any) -> dict[str, Any]:
+    """``schema`` (or none) plus one directive, as the per-row ``__schema__`` an operator's ``prepare`` returns.
+
+    Raises:
+        ValueError: an unknown directive name.
+    """
+    if name not in DIRECTIVES:
+        raise ValueError(f"unknown request directive {name!r}; known: {', '.join(DIRECTIVES)}")
+    out = dict(schema or {})
+    out[DIRECTIVE_KEY] = {**out.get(DIRECTIVE_KEY, {}), name: value}
+    return out
+
+
+def split_directives(schema: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """``(real JSON schema or None, directives)`` of a request's ``json_schema`` slot.
+
+    ``{"x-synthlang": {"continue": "The first"}}`` gives ``(None, {"continue": "The first"})``;
+    a schema without the key comes back unchanged with ``{}``.
+    """
+    if not schema or DIRECTIVE_KEY not in schema:
+        return schema, {}
+    rest = {k: v for k, v in schema.items() if k != DIRECTIVE_KEY}
+    return (rest or None), dict(schema[DIRECTIVE_KEY] or {})
+
+
+def score_text(tokens: list[str], logprobs: list[float]) -> str:
+    """The reply text of a ``score`` call: JSON ``{"tokens": [...], "logprobs": [...]}`` (natural log, per token).
+
+    The same lists are in :attr:`Result.logprobs`; the text keeps the token strings, which the call cache stores.
+    """
+    import json
+
+    return json.dumps({"tokens": list(tokens), "logprobs": [float(x) for x in logprobs]})
+
+
 class Engine(Protocol):
     """A loaded inference engine.
 

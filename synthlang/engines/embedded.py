@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from synthlang.engines.base import Request, Result
+from synthlang.engines.base import Request, Result, score_text, split_directives
 from synthlang.errors import EngineUnavailable
 
 DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -117,6 +117,18 @@ class EmbeddedEngine:
     def _one(self, req: Request) -> Result:
         sp = req.sampling
         t0 = time.perf_counter()
+        schema, directives = split_directives(req.json_schema)
+        if directives:
+            if schema is not None:
+                return Result(req.key, finish_reason="error", error="llama.cpp: a JSON schema cannot be combined with "
+                              "prefix continuation or score in one call")
+            try:
+                with self._lock:
+                    if "score" in directives:
+                        return self._score(req, str(directives["score"]), t0)
+                    return self._continue(req, str(directives["continue"]), t0)
+            except (ValueError, RuntimeError) as exc:
+                return Result(req.key, finish_reason="error", error=f"llama.cpp: {exc}", latency_s=time.perf_counter() - t0)
         try:
             n_prompt = self.count_tokens(req.messages)
             if n_prompt + 1 > self.n_ctx:
@@ -166,6 +178,82 @@ class EmbeddedEngine:
             logprobs=lps,
             meta={"n_threads": self.n_threads},
         )
+
+    # ---------------------------------------------- score and prefix continuation (issue 15)
+    def _chat_prompt(self, llm: Any, messages: Iterable[dict[str, str]]) -> tuple[str, list[str]]:
+        """The prompt text the GGUF's chat template makes of ``messages`` (generation prompt added), and its stops.
+
+        Raises:
+            ValueError: the GGUF has no chat template.
+        """
+        template = (llm.metadata or {}).get("tokenizer.chat_template")
+        if not template:
+            raise ValueError(f"{self._path().name} has no chat template in its metadata")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def text_of(tid: int) -> str:
+            return llm.detokenize([tid], special=True).decode("utf-8", errors="replace") if tid >= 0 else ""
+
+        fmt = Jinja2ChatFormatter(template=template, eos_token=text_of(llm.token_eos()), bos_token=text_of(llm.token_bos()),
+                                  add_generation_prompt=True)
+        resp = fmt(messages=[dict(m) for m in messages])
+        stop = resp.stop if isinstance(resp.stop, list) else ([resp.stop] if resp.stop else [])
+        return resp.prompt, [s for s in stop if s]
+
+    def _continue(self, req: Request, prefix: str, t0: float) -> Result:
+        """Generate the assistant's reply from a given start: the chat prompt plus ``prefix``, completed raw.
+
+        Returns the continuation only (as vLLM's ``continue_final_message``); the operator joins it to the prefix.
+        """
+        llm, sp = self._llm, req.sampling
+        prompt, stops = self._chat_prompt(llm, req.messages)
+        ids = llm.tokenize((prompt + prefix).encode("utf-8"), add_bos=False, special=True)
+        if len(ids) + 1 > self.n_ctx:
+            return Result(req.key, finish_reason="error", meta={"failure": "context"},
+                          error=f"prompt and prefix are {len(ids)} tokens, longer than the context of {self.n_ctx} tokens")
+        kwargs: dict[str, Any] = dict(prompt=ids, temperature=sp.temperature, top_p=sp.top_p,
+                                      max_tokens=min(sp.max_tokens, self.n_ctx - len(ids)), seed=req.seed % (2**31),
+                                      stop=(list(sp.stop) + stops) or None)
+        if sp.top_k is not None:
+            kwargs["top_k"] = sp.top_k
+        if sp.repetition_penalty is not None:
+            kwargs["repeat_penalty"] = sp.repetition_penalty
+        out = llm.create_completion(**kwargs)
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Result(req.key, text=choice.get("text") or "", finish_reason=choice.get("finish_reason") or "stop",
+                      prompt_tokens=int(usage.get("prompt_tokens", len(ids))),
+                      completion_tokens=int(usage.get("completion_tokens", 0)), latency_s=time.perf_counter() - t0,
+                      meta={"n_threads": self.n_threads, "prefix_tokens": len(ids)})
+
+    def _score(self, req: Request, text: str, t0: float) -> Result:
+        """Teacher forcing: the log-probability of each token of ``text`` as the assistant's reply to ``req.messages``.
+
+        The chat prompt and the text are tokenized apart (the text without special tokens) and evaluated in one
+        pass of the ``logits_all`` context; token i's logprob is the log-softmax of the logits at position i-1.
+        """
+        import numpy as np
+
+        llm = self._logprob_model()
+        prompt, _ = self._chat_prompt(llm, req.messages)
+        ctx = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        if not ids:
+            return Result(req.key, finish_reason="error", error="score: the text to score is empty")
+        if len(ctx) + len(ids) > self.n_ctx:
+            return Result(req.key, finish_reason="error", meta={"failure": "context"},
+                          error=f"prompt and text are {len(ctx) + len(ids)} tokens, longer than the context of {self.n_ctx} tokens")
+        llm.reset()
+        llm.eval(ctx + ids)
+        logits = np.asarray(llm.scores[len(ctx) - 1: len(ctx) + len(ids) - 1], dtype=np.float64)
+        m = logits.max(axis=1, keepdims=True)
+        logz = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
+        lps = [float(logits[i, t] - logz[i]) for i, t in enumerate(ids)]
+        toks = [llm.detokenize([t]).decode("utf-8", errors="replace") for t in ids]
+        llm.reset()
+        return Result(req.key, text=score_text(toks, lps), finish_reason="stop", prompt_tokens=len(ctx) + len(ids),
+                      completion_tokens=0, latency_s=time.perf_counter() - t0, logprobs=lps,
+                      meta={"n_threads": self.n_threads, "scored_tokens": len(ids)})
 
     def close(self) -> None:
         if self._llm is not None:

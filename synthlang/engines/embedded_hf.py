@@ -84,6 +84,11 @@ class TransformersEngine:
     def _one(self, req: Request) -> Result:
         torch, sp = self._torch, req.sampling
         t0 = time.perf_counter()
+        from synthlang.engines.base import split_directives
+
+        if split_directives(req.json_schema)[1]:   # issue 15: score / prefix continuation are llama.cpp's and vLLM's
+            return Result(req.key, finish_reason="error", error="the transformers fallback of the embedded engine does "
+                          "not score text or continue a prefix; pip install llama-cpp-python")
         ids = self._encode(req.messages)
         n = int(ids.shape[-1])
         if n + 1 > self.n_ctx:

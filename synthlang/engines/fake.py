@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 
-from synthlang.engines.base import Request, Result
+from synthlang.engines.base import Request, Result, score_text, split_directives
 
 _NUMBER = re.compile(r"\d+")
 
@@ -40,9 +40,25 @@ class FakeEngine:
             self.calls += 1
             content = req.messages[-1]["content"]
             h = hashlib.sha256((content + str(req.seed)).encode()).hexdigest()[:8]
-            if req.json_schema is not None:
-                props = list((req.json_schema.get("properties") or {}).keys())
-                text = json.dumps({p: (int(h[:2], 16) % 5 + 1) for p in props})
+            schema, directives = split_directives(req.json_schema)
+            if "score" in directives:   # teacher forcing: a logprob per whitespace token, a pure function of the token
+                toks = str(directives["score"]).split()
+                lps = [-(int(hashlib.sha256(t.encode()).hexdigest()[:2], 16) % 40) / 10 for t in toks]
+                text = score_text(toks, lps)
+                yield Result(req.key, text=text, finish_reason="stop", prompt_tokens=len(content.split()) + len(toks),
+                             completion_tokens=0, latency_s=delay, logprobs=lps)
+                continue
+            if "continue" in directives:   # the continuation only, as the real engines return it
+                import re
+
+                nums = re.findall(r"\d+", content)
+                text = f" continued {h}.\nThe answer is {nums[-1] if nums else '0'}."
+                yield Result(req.key, text=text, finish_reason="stop", prompt_tokens=len(content.split()),
+                             completion_tokens=len(text.split()), latency_s=delay)
+                continue
+            if schema is not None:
+                props = schema.get("properties") or {}
+                text = json.dumps({p: _fake_value(sub, h) for p, sub in props.items()})
             else:
                 nums = _NUMBER.findall(content)
                 last = nums[-1] if nums else "0"
@@ -53,3 +69,15 @@ class FakeEngine:
 
     def close(self) -> None:
         pass
+
+
+def _fake_value(sub: object, h: str) -> object:
+    """A value for one schema property: a string or list of strings where the schema says so, else 1..5."""
+    t = sub.get("type") if isinstance(sub, dict) else None
+    if t == "string" and isinstance(sub, dict) and sub.get("enum"):   # one of the allowed values, by the hash
+        return sub["enum"][int(h[:2], 16) % len(sub["enum"])]
+    if t == "string" and isinstance(sub, dict) and not sub.get("enum"):
+        return f"fake {h}"
+    if t == "array" and isinstance(sub, dict) and (sub.get("items") or {}).get("type") == "string":
+        return [_fake_value(sub.get("items") or {}, h + str(i)) for i in range(1 + int(h[:2], 16) % 3)]
+    return int(h[:2], 16) % 5 + 1

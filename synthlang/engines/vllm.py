@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from synthlang.engines.base import Request, Result
+from synthlang.engines.base import Request, Result, score_text, split_directives
 from synthlang.errors import EngineUnavailable, GenerationError
 
 
@@ -129,10 +129,11 @@ class VLLMEngine:
                 kw[name] = val
         if req.logprobs is not None:
             kw["logprobs"] = int(req.logprobs)
-        if req.json_schema is not None:
+        schema = split_directives(req.json_schema)[0]
+        if schema is not None:
             from vllm.sampling_params import StructuredOutputsParams
 
-            kw["structured_outputs"] = StructuredOutputsParams(json=req.json_schema)
+            kw["structured_outputs"] = StructuredOutputsParams(json=schema)
         return v.SamplingParams(**kw)
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
@@ -146,6 +147,10 @@ class VLLMEngine:
             return
         self.load()
         t0 = time.perf_counter()
+        special = [r for r in reqs if split_directives(r.json_schema)[1]]
+        if special:   # issue 15: score and prefix continuation, one llm.generate over token prompts
+            yield from self._directed(special)
+            reqs = [r for r in reqs if not split_directives(r.json_schema)[1]]
         ready: list[tuple[Request, Any]] = []
         for req in reqs:
             try:
@@ -194,6 +199,73 @@ class VLLMEngine:
                     pass
         for rid in pending:
             yield Result(by_id[rid].key, finish_reason="error", error="vLLM finished without an output for this request")
+
+    def _ids(self, messages: list[dict[str, str]], **kw: Any) -> list[int]:
+        ids = self._tok.apply_chat_template(messages, tokenize=True, **kw)
+        if isinstance(ids, Mapping):   # transformers 5 returns a BatchEncoding
+            ids = ids["input_ids"]
+        return [int(i) for i in ids]
+
+    def _directed(self, reqs: list[Request]) -> Iterator[Result]:
+        """Score (``prompt_logprobs``) and prefix-continuation requests, as token prompts in one ``generate``.
+
+        score: the chat prompt (generation prompt added) followed by the text's tokens (no special tokens);
+        ``SamplingParams(max_tokens=1, prompt_logprobs=0)``; the text's per-token logprobs are read from
+        ``prompt_logprobs`` (each position's entry holds the prompt's own token). continue: the messages plus an
+        assistant message holding the prefix, templated with ``continue_final_message=True``; the continuation only
+        comes back. A request whose prompt does not fit ``max_model_len`` fails alone.
+        """
+        from vllm.inputs import TokensPrompt
+
+        t0 = time.perf_counter()
+        prompts: list[Any] = []
+        params: list[Any] = []
+        kept: list[tuple[Request, str, int]] = []
+        for req in reqs:
+            schema, d = split_directives(req.json_schema)
+            msgs = [dict(m) for m in req.messages]
+            try:
+                if schema is not None:
+                    raise ValueError("a JSON schema cannot be combined with prefix continuation or score in one call")
+                if "score" in d:
+                    ctx = self._ids(msgs, add_generation_prompt=True)
+                    text_ids = [int(i) for i in self._tok.encode(str(d["score"]), add_special_tokens=False)]
+                    if not text_ids:
+                        raise ValueError("score: the text to score is empty")
+                    ids, kind, n_ctx = ctx + text_ids, "score", len(ctx)
+                    sp = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, seed=req.seed % (2**63))
+                else:
+                    ids = self._ids(msgs + [{"role": "assistant", "content": str(d["continue"])}],
+                                    add_generation_prompt=False, continue_final_message=True)
+                    kind, n_ctx = "continue", len(ids)
+                    sp = self._params(req, self.max_model_len - len(ids))
+            except (ValueError, TypeError) as exc:
+                yield Result(req.key, finish_reason="error", error=f"vLLM: {exc}")
+                continue
+            if len(ids) >= self.max_model_len:
+                yield Result(req.key, finish_reason="error", prompt_tokens=len(ids), meta={"failure": "context"},
+                             error=f"prompt is {len(ids)} tokens, longer than max_model_len={self.max_model_len}")
+                continue
+            prompts.append(TokensPrompt(prompt_token_ids=ids))
+            params.append(sp)
+            kept.append((req, kind, n_ctx))
+        if not kept:
+            return
+        try:
+            outs = self._llm.generate(prompts, params, use_tqdm=False)
+        except Exception as exc:   # noqa: BLE001 - vLLM's own errors become ours here
+            raise GenerationError(f"vLLM failed during scoring/continuation: {type(exc).__name__}: {exc}", retryable=True) from None
+        for (req, kind, n_ctx), out in zip(kept, outs, strict=True):
+            if kind == "continue":
+                yield self._result(req, out, t0)
+                continue
+            ids = list(out.prompt_token_ids)
+            plp = out.prompt_logprobs or []
+            lps = [float(plp[i][ids[i]].logprob) for i in range(n_ctx, len(ids))]
+            toks = [self._tok.decode([ids[i]]) for i in range(n_ctx, len(ids))]
+            yield Result(req.key, text=score_text(toks, lps), finish_reason="stop", prompt_tokens=len(ids),
+                         completion_tokens=0, latency_s=time.perf_counter() - t0, logprobs=lps,
+                         meta={"max_model_len": self.max_model_len, "scored_tokens": len(lps)})
 
     def _result(self, req: Request, out: Any, t0: float) -> Result:
         c = out.outputs[0]

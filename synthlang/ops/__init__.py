@@ -40,4 +40,15 @@ OPERATORS: dict[str, Operator] = {op.name: op for op in (
     DECONTAMINATE, PROBE, CURRICULUM, REPORT_SELECTING, ELIMINATE, STRATEGY, ADAPTIVE)}
 OPERATORS.update({op.name: op for op in RELATIONAL})  # derive, explode, group, pair, join, union (ops/relational.py)
 
+# papersa (issue 15): generate/answer gain n_from= and prefix= (generate also schema=); score, divergence, mixture.
+from synthlang.ops import structured as _structured  # noqa: E402
+from synthlang.ops.dialogue import DIALOGUE_OPS  # noqa: E402
+from synthlang.ops.mixture import MIXTURE  # noqa: E402
+from synthlang.ops.scoring import SCORING  # noqa: E402
+
+OPERATORS["generate"] = _structured.extend(OPERATORS["generate"], with_schema=True)
+OPERATORS["answer"] = _structured.extend(OPERATORS["answer"], with_schema=False)
+OPERATORS.update({op.name: op for op in (*SCORING, MIXTURE, *DIALOGUE_OPS)})
+# end papersa
+
 __all__ = ["OPERATORS", "Operator", "Option", "OutputField", "RowFailure", "options"]

@@ -34,6 +34,17 @@ def _text(v: Any) -> str | None:
 def _messages(parts: list[dict[str, Any]], row: Row) -> list[dict[str, str]]:
     out = []
     for p in parts:
+        if p["role"] == "*":   # papersa (issue 15): a field holding messages (a dialogue), copied as they are
+            v = _value(p, row)
+            if isinstance(v, str):
+                try:
+                    v = json.loads(v)
+                except ValueError:
+                    v = None
+            for m in v if isinstance(v, list) else []:
+                if isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and _text(m.get("content")):
+                    out.append({"role": m["role"], "content": _text(m["content"])})
+            continue
         content = _text(_value(p, row))
         if content is None or content == "":
             continue

@@ -147,13 +147,22 @@ class _Checker:
         return None
 
     def messages(self, e: ast.Expr, what: str) -> list[dict[str, Any]] | None:
-        """``[system("..."), user(question), assistant(reasoning)]``."""
+        """``[system("..."), user(question), assistant(reasoning)]``, or a field holding a list of ``{role, content}``.
+
+        papersa (issue 15): ``messages=FIELD`` (a dialogue's ``messages``) copies the field's messages, as part
+        ``{"role": "*", "field": FIELD}``; such a field may also be an item of the list, after a ``system(...)``.
+        """
+        if isinstance(e, ast.Name) and e.id in self.fields:
+            return [{"role": "*", "field": e.id}]
         if not isinstance(e, ast.ListExpr) or not e.items:
             self.err(f"{what}= needs a list such as [system(\"...\"), user(question), assistant(reasoning)]", e.span,
                      code="type-mismatch", name=what, expected="list of role(value)")
             return None
         out = []
         for item in e.items:
+            if isinstance(item, ast.Name) and item.id in self.fields:
+                out.append({"role": "*", "field": item.id})
+                continue
             if not isinstance(item, ast.Call) or item.func not in ROLES or len(item.args) != 1 or item.args[0].name:
                 self.err(f"each message is role(value) with role one of {', '.join(ROLES)}", item.span,
                          code="type-mismatch", name=what, expected="role(value)", valid=list(ROLES))
