@@ -40,4 +40,10 @@ OPERATORS: dict[str, Operator] = {op.name: op for op in (
     DECONTAMINATE, PROBE, CURRICULUM, REPORT_SELECTING, ELIMINATE, STRATEGY, ADAPTIVE)}
 OPERATORS.update({op.name: op for op in RELATIONAL})  # derive, explode, group, pair, join, union (ops/relational.py)
 
+# papersb (issue 15): the sampled cross product, dedup within each parent's samples, BM25 retrieval
+from synthlang.ops.crossing import CROSSING  # noqa: E402
+from synthlang.ops.retrieval import RETRIEVE  # noqa: E402
+
+OPERATORS.update({op.name: op for op in (*CROSSING, RETRIEVE)})  # cross, dedup (+ within=), retrieve
+
 __all__ = ["OPERATORS", "Operator", "Option", "OutputField", "RowFailure", "options"]

@@ -1,0 +1,221 @@
+"""Issue 15 (papersb): cross, dedup(within="parent"), retrieve, and the recipes that use them.
+
+Funnel tests run each shipped recipe file on the real shipped data through the real checker, runner and
+DuckDB store, with scripted engines (per-prompt rules) so every funnel is known exactly. The real embedded
+model (SmolLM2-135M via llama.cpp) runs each recipe at a small size in the ``slow`` tests at the end, and
+each export is loaded with ``datasets`` in the shape TRL's trainers take.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import synthlang
+from synthlang.engines.base import Request, Result
+from synthlang.errors import Diagnostics
+from synthlang.expr import final_number
+from synthlang.ops.crossing import draw
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+GSM = [json.loads(x) for x in (RECIPES / "data/gsm8k/train_first1000.jsonl").read_text().splitlines()[:40]]
+TEST = [json.loads(x) for x in (RECIPES / "data/gsm8k/test.jsonl").read_text().splitlines()[:400]]
+GOLD = {r["question"]: final_number(r["answer"]) for r in GSM + TEST}
+
+
+class Scripted:
+    """An engine whose reply is ``rule(model_name, prompt)``; counts calls per model."""
+
+    kind = "fake"
+
+    def __init__(self, rule: Callable[[str, str], str]) -> None:
+        self.rule = rule
+        self.calls: Counter[str] = Counter()
+        self.model_id = "scripted"
+
+    def for_model(self, spec):
+        engine = self
+
+        class _One:
+            kind = "fake"
+            model_id = "scripted"
+
+            def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+                for req in requests:
+                    engine.calls[spec.name] += 1
+                    text = engine.rule(spec.name, req.messages[-1]["content"])
+                    yield Result(req.key, text=text, finish_reason="stop", prompt_tokens=10, completion_tokens=10,
+                                 latency_s=0.0, logprobs=[-0.1] if req.logprobs is not None else None)
+
+            def close(self) -> None:
+                pass
+
+        return _One()
+
+
+def _copy(name: str, tmp: Path) -> Path:
+    shutil.copytree(RECIPES / "data", tmp / "data")
+    shutil.copytree(RECIPES / "templates", tmp / "templates")
+    shutil.copy(RECIPES / f"{name}.synth", tmp / f"{name}.synth")
+    return tmp / f"{name}.synth"
+
+
+def _run(name: str, tmp: Path, rule, params: dict[str, str]) -> tuple[Scripted, duckdb.DuckDBPyConnection]:
+    path = _copy(name, tmp)
+    eng = Scripted(rule)
+    s = synthlang.run(synthlang.check_file(path, params), db=tmp / "db.duckdb", engine_factory=eng.for_model)
+    assert s.status == "finished"
+    return eng, duckdb.connect(str(tmp / "db.duckdb"), read_only=True)
+
+
+def _rows(con, step: str) -> list[dict]:
+    return [json.loads(d) for (d,) in con.execute(
+        "SELECT data FROM rows WHERE step = ? AND status = 'ok' ORDER BY row_id", [step]).fetchall()]
+
+
+def _count(con, step: str) -> int:
+    return con.execute("SELECT count(*) FROM rows WHERE step = ? AND status = 'ok'", [step]).fetchone()[0]
+
+
+def _parents(con, step: str) -> dict[str, list[str]]:
+    """Each row of a step -> the steps of its lineage parents."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for rid, pstep in con.execute("SELECT r.row_id, p.step FROM rows r JOIN lineage l ON l.child_id = r.row_id "
+                                  "JOIN rows p ON p.row_id = l.parent_id WHERE r.step = ? ORDER BY 1, 2", [step]).fetchall():
+        out[rid].append(pstep)
+    return out
+
+
+def _exam_gold(prompt: str) -> float | None:
+    """The gold of the GSM8K question after the last 'Question:' of a student prompt."""
+    tail = prompt.rsplit("Question:", 1)[-1]
+    return next((g for q, g in GOLD.items() if q in tail), None)
+
+
+def _check_errors(tmp: Path, text: str) -> list[str]:
+    (tmp / "data").exists() or shutil.copytree(RECIPES / "data", tmp / "data")
+    (tmp / "t.synth").write_text(text)
+    with pytest.raises(Diagnostics) as e:
+        synthlang.check_file(tmp / "t.synth", {})
+    return [x.render() for x in e.value.errors]
+
+
+# ------------------------------------------------------------------- cross
+def test_draw_is_seeded_and_keyed():
+    a = draw(50, 3, 0, "q1")
+    assert a == draw(50, 3, 0, "q1") and len(set(a)) == 3 and a == sorted(a)
+    assert draw(50, 3, 1, "q1") != a or draw(50, 3, 2, "q1") != a          # the seed changes the draw
+    assert len({tuple(draw(50, 3, 0, f"q{i}")) for i in range(20)}) > 10    # keys draw different rows
+    assert draw(5, 0, 0, "x") == [0, 1, 2, 3, 4] and draw(5, 9, 0, "x") == [0, 1, 2, 3, 4]
+
+
+CROSS_RECIPE = """
+recipe t "t"
+param k: int = 2
+model m = fake(max_tokens=16)
+source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=3) {
+  question: str
+  answer: str
+}
+source exam = jsonl("data/gsm8k/test.jsonl", limit=7) {
+  question: str
+  answer: str
+}
+step a = answer(seeds, model=m, n=2)
+step x = cross(a, with=exam, k=k, key=question, prefix="exam_")
+step all = cross(seeds, with=exam)
+export x to "out/x.jsonl" as jsonl
+"""
+
+
+def test_cross_draws_k_rows_shared_by_key_with_lineage(tmp_path, fake_factory):
+    shutil.copytree(RECIPES / "data", tmp_path / "data")
+    (tmp_path / "t.synth").write_text(CROSS_RECIPE)
+    prog = synthlang.check_file(tmp_path / "t.synth", {})
+    assert synthlang.run(prog, db=tmp_path / "db.duckdb", engine_factory=fake_factory).status == "finished"
+    con = duckdb.connect(str(tmp_path / "db.duckdb"), read_only=True)
+    rows = _rows(con, "x")
+    assert len(rows) == 3 * 2 * 2                                           # 3 seeds x 2 samples x k=2
+    for q in {r["question"] for r in rows}:    # both samples of a seed: the same exam questions
+        per_sample = {tuple(sorted(r["exam_question"] for r in rows if r["question"] == q and r["reasoning"] == s))
+                      for s in {r["reasoning"] for r in rows if r["question"] == q}}
+        assert len(per_sample) == 1
+    assert all(r["exam_question"] in GOLD and r["exam_answer"] for r in rows)
+    assert all(sorted(p) == ["a", "exam"] for p in _parents(con, "x").values())   # both rows are parents
+    assert _count(con, "all") == 3 * 7                                      # k=0: the full product
+    # the same draw on a re-run from scratch
+    con.close()
+    synthlang.run(synthlang.check_file(tmp_path / "t.synth", {}), db=tmp_path / "db2.duckdb", engine_factory=fake_factory)
+    con2 = duckdb.connect(str(tmp_path / "db2.duckdb"), read_only=True)
+    assert sorted(r["exam_question"] for r in _rows(con2, "x")) == sorted(r["exam_question"] for r in rows)
+
+
+def test_cross_checks_its_options(tmp_path):
+    errs = _check_errors(tmp_path, CROSS_RECIPE.replace("cross(a, with=exam, k=k", "cross(a, k=k"))
+    assert any("cross() needs with=" in e and "t.synth:14:10" in e for e in errs), errs
+    errs = _check_errors(tmp_path, CROSS_RECIPE.replace("k=k,", "k=-1,"))
+    assert any("k must be at least 0" in e for e in errs), errs
+    errs = _check_errors(tmp_path, CROSS_RECIPE.replace('prefix="exam_"', 'prefix=""'))
+    assert any("becomes 'question', which the input already has" in e for e in errs), errs
+    errs = _check_errors(tmp_path, CROSS_RECIPE.replace("with=exam, k=k", "with=nowhere, k=k"))
+    assert any("'nowhere' is neither" in e for e in errs), errs
+    errs = _check_errors(tmp_path, CROSS_RECIPE.replace("key=question", "key=nosuch"))
+    assert any("unknown field 'nosuch'" in e for e in errs), errs
+
+
+# -------------------------------------------------------------------- ARTE
+def _arte_rule():
+    per_prompt: Counter[str] = Counter()
+
+    def rule(model: str, prompt: str) -> str:
+        if model == "teacher":          # drafts: good, bad, malformed, bad (by sample order)
+            k = per_prompt[prompt]
+            per_prompt[prompt] += 1
+            kind = ["GOOD", "BAD", "MALFORMED", "BAD"][k % 4]
+            if kind == "MALFORMED":
+                return "Here is a problem about apples."
+            seed = next(q for q in GOLD if q in prompt)[:24]
+            return f"Question: A {kind} draft number {k} like '{seed}'?\nRationale: {kind} steps. The answer is {k}."
+        g = _exam_gold(prompt)         # the student is right only after a GOOD draft
+        return f"So... The answer is {g if 'GOOD' in prompt else -1}."
+
+    return rule
+
+
+def test_arte_funnel(tmp_path):
+    eng, con = _run("arte", tmp_path, _arte_rule(), {"limit": "3", "drafts": "4", "probes": "3", "max_tokens": "64"})
+    assert _count(con, "drafted") == 12 and _count(con, "well_formed") == 9        # the malformed draft is dropped
+    assert _count(con, "tried") == 27 and _count(con, "probed") == 27              # 9 drafts x 3 probes
+    assert eng.calls == {"teacher": 12, "student": 27}
+    tried = _rows(con, "tried")
+    for q in {r["question"] for r in tried}:   # every draft of one seed is tried on the same 3 exam questions
+        exams = {d: {r["exam_question"] for r in tried if r["draft"] == d} for d in {r["draft"] for r in tried if r["question"] == q}}
+        assert len({frozenset(v) for v in exams.values()}) == 1 and all(len(v) == 3 for v in exams.values())
+    scored = _rows(con, "scored")
+    assert len(scored) == 9 and all(r["probes_tried"] == 3 for r in scored)
+    assert {r["accuracy"] for r in scored if "GOOD" in r["draft"]} == {1.0}
+    assert {r["accuracy"] for r in scored if "BAD" in r["draft"]} == {0.0}
+    prefs = _rows(con, "prefs")
+    assert len(prefs) == 3                                                          # one pair per seed
+    assert all("GOOD" in p["chosen"] and "BAD" in p["rejected"] for p in prefs)
+    assert all(len(v) == 2 for v in _parents(con, "prefs").values())
+    ds = _load_jsonl(tmp_path / "out/arte_dpo.jsonl")
+    assert ds.column_names == ["prompt", "chosen", "rejected"] and len(ds) == 3
+    seeds = {r["question"] for r in prefs}
+    assert all("Write ONE new problem" in p and any(q in p for q in seeds) for p in ds["prompt"])  # the teacher's prompt
+    assert sorted(ds["chosen"]) == sorted(p["chosen"] for p in prefs)
+
+
+def _load_jsonl(path: Path):
+    from datasets import load_dataset
+
+    return load_dataset("json", data_files=str(path), split="train")
