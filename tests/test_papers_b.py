@@ -219,3 +219,41 @@ def _load_jsonl(path: Path):
     from datasets import load_dataset
 
     return load_dataset("json", data_files=str(path), split="train")
+
+
+# --------------------------------------------------------------------- LbT
+def _lbt_rule():
+    per_prompt: Counter[str] = Counter()
+
+    def rule(model: str, prompt: str) -> str:
+        if model == "teacher":          # rationale k of a TP: even k teaches well (and answers right)
+            k = per_prompt[prompt]
+            per_prompt[prompt] += 1
+            g = next(GOLD[q] for q in GOLD if q in prompt)
+            return f"{'GOOD' if k % 2 == 0 else 'BAD'} rationale {k}. The answer is {g if k % 2 == 0 else g + 1}."
+        g = _exam_gold(prompt)          # student_a learns from GOOD rationales, student_b only from rationale 0
+        ok = "GOOD" in prompt and (model == "student_a" or "GOOD rationale 0." in prompt)
+        return f"So... The answer is {g if ok else -1}."
+
+    return rule
+
+
+def test_lbt_funnel(tmp_path):
+    eng, con = _run("lbt", tmp_path, _lbt_rule(), {"limit": "2", "rationales": "4", "exams": "3", "max_tokens": "64"})
+    assert _count(con, "taught") == 8 and _count(con, "tried") == 24                # 2 TPs x 4 rationales x 3 EPs
+    assert eng.calls == {"teacher": 8, "student_a": 24, "student_b": 24}
+    assert _count(con, "results") == 48                                             # both students' exams pooled
+    scored = {r["reasoning"].split(".")[0]: r for r in _rows(con, "scored")}
+    assert len(_rows(con, "scored")) == 8 and all(r["exam_taken"] == 6 for r in scored.values())
+    assert scored["GOOD rationale 0"]["lbt_score"] == 1.0                         # both students right
+    assert scored["GOOD rationale 2"]["lbt_score"] == 0.5                         # student_a only
+    assert scored["BAD rationale 1"]["lbt_score"] == 0.0
+    best = _rows(con, "best_checked")
+    assert len(best) == 2 and all(b["reasoning"].startswith("GOOD rationale 0") and b["correct"] for b in best)  # argmax per TP
+    prefs = _rows(con, "prefs")
+    assert len(prefs) == 2 and all(p["chosen"].startswith("GOOD rationale 0") and p["rejected"].startswith("BAD") for p in prefs)
+    dpo = _load_jsonl(tmp_path / "out/lbt_dpo.jsonl")
+    assert dpo.column_names == ["prompt", "chosen", "rejected"] and len(dpo) == 2
+    assert all(p.startswith("Solve the problem step by step") for p in dpo["prompt"])
+    sft = _load_jsonl(tmp_path / "out/lbt_best.jsonl")
+    assert [[m["role"] for m in ms] for ms in sft["messages"]] == [["user", "assistant"]] * 2
