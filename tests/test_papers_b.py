@@ -257,3 +257,55 @@ def test_lbt_funnel(tmp_path):
     assert all(p.startswith("Solve the problem step by step") for p in dpo["prompt"])
     sft = _load_jsonl(tmp_path / "out/lbt_best.jsonl")
     assert [[m["role"] for m in ms] for ms in sft["messages"]] == [["user", "assistant"]] * 2
+
+
+# --------------------------------------------------------------- MalAlgoQA
+def _malalgoqa_rule():
+    per_prompt: Counter[str] = Counter()
+
+    def rule(model: str, prompt: str) -> str:
+        k = per_prompt[prompt]
+        per_prompt[prompt] += 1
+        q = next(q for q in GOLD if q in prompt)
+        if "Weng" in q:                 # this question's malgorithms all reach one wrong answer: no item
+            return "Mistaken steps. The answer is 1001."
+        return ["Wrong op. The answer is 1001.", "Another wrong op. The answer is 1001.", f"Right. The answer is {GOLD[q]}.",
+                "I am not sure.", "Forgot a step. The answer is 1002.", "Misread. The answer is 1003."][k % 6]
+
+    return rule
+
+
+def test_malalgoqa_funnel(tmp_path):
+    eng, con = _run("malalgoqa", tmp_path, _malalgoqa_rule(), {"limit": "3", "samples": "6", "max_tokens": "64"})
+    assert eng.calls == {"teacher": 18}
+    wrong = _rows(con, "wrong")
+    assert all(r["wrong_answer"] is not None and r["wrong_answer"] != r["gold"] for r in wrong)
+    assert len(wrong) == 2 * 4 + 6                                  # 4 wrong per normal seed, 6 for Weng's
+    distinct = _rows(con, "distinct")
+    per_q = Counter(r["question"] for r in distinct)
+    # within each question's samples only: 1001 stays once per question, not once overall
+    assert sorted(per_q.values()) == [1, 3, 3]
+    assert all(len({r["wrong_answer"] for r in distinct if r["question"] == q}) == n for q, n in per_q.items())
+    assert _count(con, "grouped") == 3 and _count(con, "complete") == 2      # Weng's has 2 options: dropped
+    items = _rows(con, "items")
+    for it in items:
+        assert len(it["options"]) == 4 and len(set(map(str, it["options"]))) == 4
+        correct = it["options"]["ABCD".index(it["answer"])]
+        assert correct == it["gold"]
+        assert it["rationales"]["ABCD".index(it["answer"])].endswith(f"#### {int(it['gold'])}")   # GSM8K's own solution
+        assert sorted(o for o in it["options"] if o != it["gold"]) == [1001, 1002, 1003]
+    ex = _load_jsonl(tmp_path / "out/malalgoqa.jsonl")
+    assert ex.column_names == ["question", "options", "rationales", "answer", "gold"] and len(ex) == 2
+    ident = _load_jsonl(tmp_path / "out/malalgoqa_identify.jsonl")
+    assert len(ident) == 8                                          # one example per option of each complete item
+    assert all(m[0]["role"] == "user" and "A student answered" in m[0]["content"] and m[1]["role"] == "assistant"
+               for m in ident["messages"])
+
+
+def test_new_operators_declare_their_locality():
+    from synthlang.ops import OPERATORS
+
+    dedup = OPERATORS["dedup"]
+    assert dedup.select({"within": "parent"}).locality == "group"      # one parent's samples: streams by group
+    assert dedup.select({"within": "all"}).locality == "global"
+    assert OPERATORS["cross"].locality == "global" and OPERATORS["retrieve"].locality == "global"  # read a whole node
