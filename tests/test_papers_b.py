@@ -309,3 +309,59 @@ def test_new_operators_declare_their_locality():
     assert dedup.select({"within": "parent"}).locality == "group"      # one parent's samples: streams by group
     assert dedup.select({"within": "all"}).locality == "global"
     assert OPERATORS["cross"].locality == "global" and OPERATORS["retrieve"].locality == "global"  # read a whole node
+
+
+# ------------------------------------------------------------------ retrieve
+def test_bm25_index_ranks_and_handles_empty_input():
+    from synthlang.ops.retrieval import BM25Index
+
+    idx = BM25Index(["Earnings equal the hourly wage multiplied by the hours worked.",
+                     "Half of a quantity is that quantity divided by two.",
+                     "A percent is a number of parts per hundred.", ""])
+    hits = idx.top("What is her hourly wage if she worked 5 hours?", 3)
+    assert hits[0][0] == 0 and all(a[1] >= b[1] for a, b in zip(hits, hits[1:], strict=False))
+    assert idx.top("zebra xylophone", 3) == []                       # no shared word: nothing retrieved
+    assert len(idx.top("quantity hours percent", 2)) == 2           # at most k
+    assert BM25Index([]).top("anything", 3) == [] and BM25Index(["", "  "]).top("a b", 3) == []
+
+
+FACTS = {
+    "Natalia": "Here is what is needed:\n- Half of a quantity is that quantity divided by two.\n"
+               "- Half of a quantity is the quantity divided by two.\n- x\n- Altogether means adding the amounts together.",
+    "Weng": "- Earnings equal the hourly wage multiplied by the hours worked.\n- There are sixty minutes in one hour.",
+}
+
+
+def _nesycd_rule(model: str, prompt: str) -> str:
+    q = next((q for q in GOLD if q in prompt), None)
+    if prompt.startswith("A student could not solve"):
+        return FACTS[q.split()[0]]
+    if model == "teacher":
+        return f"Step by step. The answer is {GOLD[q]}."
+    right = "Useful knowledge" in prompt or not q.startswith(("Natalia", "Weng"))
+    return f"The answer is {GOLD[q] if right else -5}."
+
+
+def test_nesycd_funnel(tmp_path):
+    eng, con = _run("nesycd", tmp_path, _nesycd_rule, {"limit": "3", "eval_limit": "4", "k": "2", "max_tokens": "64"})
+    assert _count(con, "cot_kept") == 3 and _count(con, "failed") == 2           # Natalia's and Weng's
+    assert eng.calls == {"teacher": 3 + 2, "student": 3 + 4}
+    assert _count(con, "entries") == 8 and _count(con, "real_facts") == 5        # text before the list, "x" dropped
+    kb = [r["fact"] for r in _rows(con, "kb")]
+    assert sorted(kb) == sorted(["Half of a quantity is that quantity divided by two.",   # its near-duplicate merged
+                                 "Altogether means adding the amounts together.",
+                                 "Earnings equal the hourly wage multiplied by the hours worked.",
+                                 "There are sixty minutes in one hour."])
+    sft = {r["question"].split()[0]: r for r in _rows(con, "sft")}
+    assert all(len(r["retrieved"]) <= 2 and set(r["retrieved"]) <= set(kb) for r in sft.values())
+    assert sft["Weng"]["retrieved"][0] == "There are sixty minutes in one hour."   # shares 'minutes', 'hour'
+    assert sft["Natalia"]["retrieved"][0].startswith("Half of a quantity")            # shares 'half' ('of', 'a' too)
+    assert all(r["retrieved_scores"] == sorted(r["retrieved_scores"], reverse=True) for r in sft.values())
+    for rid, parents in _parents(con, "sft").items():                           # the question + each retrieved entry
+        n = len(next(json.loads(d) for (d,) in con.execute("SELECT data FROM rows WHERE row_id = ?", [rid]).fetchall())["retrieved"])
+        assert sorted(parents) == sorted(["cot_kept"] + ["kb"] * n)
+    chat = _load_jsonl(tmp_path / "out/nesycd_sft.jsonl")
+    assert len(chat) == 3
+    users = [m[0]["content"] for m in chat["messages"]]
+    assert any(u.startswith("Useful knowledge:\n- There are sixty minutes") for u in users)
+    assert _count(con, "evaluated") == 4 and _load_jsonl(tmp_path / "out/nesycd_eval.jsonl").column_names[:2] == ["question", "retrieved"]

@@ -6,7 +6,8 @@ problems in a symbolic knowledge base, and at training and inference time puts t
 for a question into the small student's prompt. ``retrieve(rows, with=kb, query=question, text=fact,
 k=3)`` does that retrieval: the knowledge-base rows are indexed once with Okapi BM25 (the ``rank-bm25``
 package, ``BM25Okapi`` with its defaults k1=1.5, b=0.75, epsilon=0.25; tokens are lower-cased
-alphanumeric words, as ``dedup`` uses) and each row's query gets the ``k`` best entries with a
+alphanumeric words, as ``dedup`` uses, less English stop words, as bm25s and Lucene's English analyzer
+drop them: with a small knowledge base "in" or "of" would otherwise carry a large idf) and each row's query gets the ``k`` best entries with a
 positive score, best first. Each output row has the input row and every retrieved entry as lineage
 parents, so ``synth lineage`` shows which facts a prompt used.
 """
@@ -30,6 +31,7 @@ from synthlang.ops.base import (
     options,
 )
 from synthlang.ops.relational import KIND_OTHER_EXPR, _eval
+from synthlang.ops.rowops import STOP_WORDS
 from synthlang.ops.textsim import tokens
 
 if TYPE_CHECKING:
@@ -37,6 +39,11 @@ if TYPE_CHECKING:
 
 Index = int | tuple[str, int]
 Out = list[tuple[tuple[Index, ...], dict[str, Any]]]
+
+
+def terms(text: str) -> list[str]:
+    """BM25 terms of a text: lower-cased alphanumeric words (``textsim.tokens``) that are not stop words."""
+    return [t for t in tokens(text) if t not in STOP_WORDS]
 
 
 class BM25Index:
@@ -52,11 +59,11 @@ class BM25Index:
     def __init__(self, texts: Sequence[str]) -> None:
         from rank_bm25 import BM25Okapi
 
-        self.docs = [tokens(t) for t in texts]
+        self.docs = [terms(t) for t in texts]
         self.bm25 = BM25Okapi(self.docs) if any(self.docs) else None
 
     def top(self, query: str, k: int, min_score: float = 0.0) -> list[tuple[int, float]]:
-        q = tokens(query)
+        q = terms(query)
         if self.bm25 is None or not q:
             return []
         scores = self.bm25.get_scores(q)
@@ -104,7 +111,7 @@ def _check_retrieve(ck: _Checker, d: ast.Step, op: Operator, opts: dict[str, Any
 RETRIEVE = Operator(
     name="retrieve",
     doc="The k entries of a knowledge-base node (`with`) that best match each row's `query` field, by Okapi BM25 "
-        "(rank-bm25's BM25Okapi, k1=1.5, b=0.75; lower-cased word tokens): `retrieved` (texts, best first) and "
+        "(rank-bm25's BM25Okapi, k1=1.5, b=0.75; lower-cased words less English stop words): `retrieved` (texts, best first) and "
         "`retrieved_scores`. Entries scoring at or below `min_score` (default 0: no shared word) are left out, so a "
         "row may get fewer than k, or none. The input row and each retrieved entry are lineage parents. Reads the "
         "whole `with` node (locality global).",
