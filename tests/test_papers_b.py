@@ -365,3 +365,123 @@ def test_nesycd_funnel(tmp_path):
     users = [m[0]["content"] for m in chat["messages"]]
     assert any(u.startswith("Useful knowledge:\n- There are sixty minutes") for u in users)
     assert _count(con, "evaluated") == 4 and _load_jsonl(tmp_path / "out/nesycd_eval.jsonl").column_names[:2] == ["question", "retrieved"]
+
+
+# ------------------------------------------------- the real embedded model
+# recipe -> (params, steps that must have made ok rows). Tiny sizes: structure, not quality (SmolLM2-135M).
+REAL: dict[str, tuple[dict[str, str], list[str]]] = {
+    "arte": ({"limit": "2", "drafts": "2", "probes": "2", "probe_limit": "20", "max_tokens": "48", "student_max_tokens": "24",
+              "on_truncation": "keep", "require_format": "false"}, ["drafted", "tried", "probed", "scored"]),
+    "lbt": ({"limit": "1", "rationales": "2", "exams": "2", "exam_limit": "20", "max_tokens": "48", "student_max_tokens": "24",
+             "on_truncation": "keep"}, ["taught", "tried", "exam_a", "exam_b", "results", "scored", "best"]),
+    "malalgoqa": ({"limit": "2", "samples": "2", "max_tokens": "48", "on_truncation": "keep", "min_options": "1"}, ["written", "correct", "options", "complete", "identify"]),
+    "nesycd": ({"limit": "2", "eval_limit": "2", "k": "2", "max_tokens": "48", "student_max_tokens": "24", "on_truncation": "keep",
+                "keep_wrong_cot": "true"}, ["cot", "tried", "grounded", "evaluated", "sft"]),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(REAL))
+def real_run(request, tmp_path_factory):
+    name = request.param
+    tmp = tmp_path_factory.mktemp(name)
+    path = _copy(name, tmp)
+    summary = synthlang.run(synthlang.check_file(path, REAL[name][0]), db=tmp / "db.duckdb")
+    return name, summary, tmp
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_recipe_runs_on_the_embedded_model(real_run):
+    name, summary, tmp = real_run
+    assert summary.status == "finished" and summary.calls_made > 0
+    con = duckdb.connect(str(tmp / "db.duckdb"), read_only=True)
+    for step in REAL[name][1]:
+        assert _count(con, step) > 0, f"{name}: step {step} made no ok rows"
+    assert con.execute("SELECT count(*) FROM rows WHERE status = 'failed' AND error IS NULL").fetchone()[0] == 0
+    # every LLM row records its model and template; every row traces back to a source row
+    assert con.execute("SELECT count(*) FROM rows WHERE call_key IS NOT NULL AND (model IS NULL OR template_hash IS NULL)").fetchone()[0] == 0
+    orphans = con.execute("SELECT count(*) FROM rows r WHERE operator <> 'source' AND NOT EXISTS "
+                          "(SELECT 1 FROM lineage l WHERE l.child_id = r.row_id)").fetchone()[0]
+    assert orphans == 0
+
+
+@pytest.mark.slow
+def test_real_exports_load_in_trl_shape(real_run):
+    name, _, tmp = real_run
+    shapes = {"arte": ("arte_dpo.jsonl", ["prompt", "chosen", "rejected"]), "lbt": ("lbt_best.jsonl", ["messages"]),
+              "malalgoqa": ("malalgoqa_identify.jsonl", ["messages"]), "nesycd": ("nesycd_sft.jsonl", ["messages"])}
+    file, cols = shapes[name]
+    path = tmp / "out" / file
+    if not path.exists() or not path.read_text().strip():
+        pytest.skip(f"{name}: the 135M model's replies left no rows for {file} at this size (the funnel test covers it)")
+    ds = _load_jsonl(path)
+    assert ds.column_names == cols and len(ds) > 0
+    if cols == ["messages"]:
+        assert all(m[0]["role"] == "user" and m[-1]["role"] == "assistant" and m[-1]["content"] for m in ds["messages"])
+    else:
+        assert all(p and c and r for p, c, r in zip(ds["prompt"], ds["chosen"], ds["rejected"], strict=True))
+
+
+# ------------------------------------------------------------ Socratic-Zero
+def _socratic_rule():
+    per_prompt: Counter[str] = Counter()
+
+    def rule(model: str, prompt: str) -> str:
+        if prompt.startswith("You are a teacher"):
+            name = next(q for q in GOLD if q in prompt).split()[0]
+            return f"Problem: A harder problem about {name} with twelve apples in three baskets of pears?\nSolution: 12 + 30. The answer is 42."
+        k = per_prompt[prompt]
+        per_prompt[prompt] += 1
+        q = next((q for q in GOLD if q in prompt), None)
+        if q is None:                   # a teacher-written problem: always solved
+            return "Easy. The answer is 42."
+        right = {"Natalia": True, "Weng": k % 2 == 0, "Betty": False}[q.split()[0]]
+        return f"Attempt {k}. The answer is {GOLD[q] if right else -3}."
+
+    return rule
+
+
+def test_socratic_zero_funnel(tmp_path):
+    eng, con = _run("socratic_zero", tmp_path, _socratic_rule(),
+                    {"limit": "3", "attempts": "4", "new_per_round": "2", "rounds": "3", "max_tokens": "64"})
+    rounds = dict(con.execute("SELECT round, count(*) FROM rows WHERE step = 'attempted' GROUP BY 1").fetchall())
+    assert rounds == {0: 12, 1: 8}                  # 3 seeds x 4; then the 2 new problems x 4; all solved: stop
+    rates = {r["question"].split()[0]: r for r in _rows(con, "rates")}
+    assert rates["Natalia"]["success"] == 1.0 and rates["Weng"]["success"] == 0.5 and rates["Betty"]["success"] == 0.0
+    assert rates["Weng"]["wrong_reasoning"].startswith("Attempt 1.") and rates["Natalia"]["wrong_reasoning"] is None
+    prefs = _rows(con, "prefs")
+    assert len(prefs) == 1 and "The answer is 10" in prefs[0]["chosen"] and "-3" in prefs[0]["rejected"]  # Weng's only
+    new = _rows(con, "new_problems")
+    assert sorted(r["question"].split()[4] for r in new) == ["Betty", "Weng"]  # from the failures only
+    assert all(r["gold"] == 42 and r["origin"] == "teacher" and "Solution:" not in r["question"] for r in new)
+    assert eng.calls == {"solver": 20, "teacher": 2}
+    dpo = _load_jsonl(tmp_path / "out/socratic_zero_dpo.jsonl")
+    assert dpo.column_names == ["prompt", "chosen", "rejected"] and len(dpo) == 1 and dpo["prompt"][0].startswith("Solve the problem")
+
+
+def test_socratic_zero_reloads_the_trained_solver_each_round(tmp_path):
+    """The recipe with its training switched on (trained_by=zero, a train_cmd, --allow-train): the command gets the
+    DPO pairs so far, and the next round's attempts are new calls to the re-loaded solver."""
+    import sys
+
+    path = _copy("socratic_zero", tmp_path)
+    text = path.read_text()
+    path.write_text(text.replace("model solver = embedded(temperature=0.7, max_tokens=max_tokens)",
+                                 "model solver = embedded(temperature=0.7, max_tokens=max_tokens, trained_by=zero)"))
+    train = (f"{sys.executable} -c \"import sys, pathlib, json; rows = [json.loads(x) for x in open(sys.argv[1])]; "
+             "o = pathlib.Path(sys.argv[2]); o.mkdir(parents=True, exist_ok=True); "
+             "(o / 'solver.gguf').write_text(json.dumps([r['chosen'] for r in rows]))\" {data} {out}")
+    eng = Scripted(_socratic_rule())
+    prog = synthlang.check_file(path, {"limit": "3", "attempts": "4", "new_per_round": "2", "rounds": "3",
+                                       "max_tokens": "64", "train_cmd": train})
+    s = synthlang.run(prog, db=tmp_path / "db.duckdb", engine_factory=eng.for_model, allow_train=[str(path)])
+    assert s.status == "finished"
+    con = duckdb.connect(str(tmp_path / "db.duckdb"), read_only=True)
+    assert con.execute("SELECT round, exit_status FROM train_runs").fetchall() == [(0, 0)]
+    data = [json.loads(x) for x in (tmp_path / ".synth/train/zero/round0/data.jsonl").read_text().splitlines()]
+    assert len(data) == 1 and data[0]["chosen"] and data[0]["rejected"]           # the DPO pairs so far
+    # round 0 asks the declared solver; round 1 the checkpoint the command wrote (its digest names the engine's model)
+    trained = {k: v for k, v in eng.calls.items() if k.startswith("solver@")}
+    assert eng.calls["solver"] == 12 and list(trained.values()) == [8]
+    rev = con.execute("SELECT count(DISTINCT call_key) FROM rows WHERE step = 'attempted' AND round = 1").fetchone()[0]
+    assert rev == 8

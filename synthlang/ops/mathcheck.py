@@ -9,6 +9,7 @@ takes longer counts as "not equal".
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
@@ -26,6 +27,17 @@ def _compare(gold: str, pred: str) -> bool:
     return bool(verify(g, p, timeout_seconds=None))
 
 
+@functools.cache
+def _warm() -> None:
+    """Import math-verify and run one comparison, once per process, outside any timer: the first comparison
+    pays for importing sympy and the LaTeX grammar (seconds on a loaded machine), which must not count
+    against one comparison's ``timeout_s`` (it made the first row of a run a "timed out" mismatch)."""
+    try:
+        _compare("1", "1")
+    except Exception:  # noqa: BLE001 - a broken install shows up in the real comparison
+        pass
+
+
 def equivalent(gold: Any, pred: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool | None:
     """Whether ``pred`` states the same answer as ``gold`` (``1,000`` = ``1000``, ``0.5`` = ``1/2``, ``$18`` = ``18``).
 
@@ -40,6 +52,7 @@ def equivalent(gold: Any, pred: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> bo
     if gold is None or pred is None:
         return False
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    _warm()
     box: list[bool] = []
 
     def work() -> None:
