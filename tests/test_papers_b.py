@@ -485,3 +485,32 @@ def test_socratic_zero_reloads_the_trained_solver_each_round(tmp_path):
     assert eng.calls["solver"] == 12 and list(trained.values()) == [8]
     rev = con.execute("SELECT count(DISTINCT call_key) FROM rows WHERE step = 'attempted' AND round = 1").fetchone()[0]
     assert rev == 8
+
+
+# --------------------------------------------------------------------- DUPE
+def _dupe_rule(model: str, prompt: str) -> str:
+    if prompt.startswith("Rewrite the math problem"):
+        q = next(q for q in GOLD if q in prompt)
+        return q if q.startswith("Weng") else "PERTURBED " + q          # Weng's edit changes nothing: dropped
+    q = next(q for q in GOLD if q in prompt)                             # solving the perturbed problem
+    g = GOLD[q]
+    if model == "teacher":
+        return f"Using the facts. The answer is {g if q.startswith('Betty') else g + 100}."   # Betty's edit does not flip
+    return f"I answer. The answer is {g + 100 if q.startswith('Natalia') else g}."            # Julie: from memory
+
+
+def test_dupe_funnel(tmp_path):
+    eng, con = _run("dupe", tmp_path, _dupe_rule, {"limit": "4", "max_tokens": "64"})
+    assert _count(con, "edited") == 4 and _count(con, "changed") == 3                 # Weng's unchanged edit dropped
+    labelled = {r["question"].split()[0]: r for r in _rows(con, "labelled")}
+    assert labelled["Natalia"]["flipped"] and not labelled["Betty"]["flipped"] and labelled["Julie"]["flipped"]
+    assert _count(con, "flipped") == 2 and eng.calls == {"teacher": 4 + 3, "student": 2}
+    memory = {r["question"].split()[0]: r for r in _rows(con, "memory")}
+    assert memory["Natalia"]["follows_evidence"] and not memory["Natalia"]["follows_memory"]
+    assert memory["Julie"]["follows_memory"] and not memory["Julie"]["follows_evidence"]
+    assert [r["question"].split()[0] for r in _rows(con, "kept")] == ["Natalia"]
+    kto = _load_jsonl(tmp_path / "out/dupe_kto.jsonl")
+    assert kto.column_names == ["prompt", "completion", "label"] and sorted(kto["label"]) == [False, True]
+    assert all(p.startswith("PERTURBED") for p in kto["prompt"])
+    sft = _load_jsonl(tmp_path / "out/dupe_sft.jsonl")
+    assert len(sft) == 1 and sft["messages"][0][0]["content"].startswith("PERTURBED Natalia")
