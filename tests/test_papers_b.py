@@ -377,6 +377,12 @@ REAL: dict[str, tuple[dict[str, str], list[str]]] = {
     "malalgoqa": ({"limit": "2", "samples": "2", "max_tokens": "48", "on_truncation": "keep", "min_options": "1"}, ["written", "correct", "options", "complete", "identify"]),
     "nesycd": ({"limit": "2", "eval_limit": "2", "k": "2", "max_tokens": "48", "student_max_tokens": "24", "on_truncation": "keep",
                 "keep_wrong_cot": "true"}, ["cot", "tried", "grounded", "evaluated", "sft"]),
+    "socratic_zero": ({"limit": "2", "attempts": "2", "new_per_round": "1", "rounds": "2", "max_tokens": "48"},
+                      ["attempted", "checked", "rates"]),
+    "dupe": ({"limit": "2", "max_tokens": "48", "student_max_tokens": "32", "on_truncation": "keep", "require_flip": "false"},
+             ["edited", "referenced", "labelled", "answered", "memory"]),
+    "explanations": ({"limit": "1", "samples": "1", "max_tokens": "40", "student_max_tokens": "24", "on_truncation": "keep"},
+                     ["known", "strategised", "explained", "alone", "helped", "scored"]),
 }
 
 
@@ -409,15 +415,20 @@ def test_recipe_runs_on_the_embedded_model(real_run):
 def test_real_exports_load_in_trl_shape(real_run):
     name, _, tmp = real_run
     shapes = {"arte": ("arte_dpo.jsonl", ["prompt", "chosen", "rejected"]), "lbt": ("lbt_best.jsonl", ["messages"]),
-              "malalgoqa": ("malalgoqa_identify.jsonl", ["messages"]), "nesycd": ("nesycd_sft.jsonl", ["messages"])}
+              "malalgoqa": ("malalgoqa_identify.jsonl", ["messages"]), "nesycd": ("nesycd_sft.jsonl", ["messages"]),
+              "socratic_zero": ("socratic_zero_dpo.jsonl", ["prompt", "chosen", "rejected"]),
+              "dupe": ("dupe_kto.jsonl", ["prompt", "completion", "label"]),
+              "explanations": ("explanations_views.jsonl", ["view", "messages"])}
     file, cols = shapes[name]
     path = tmp / "out" / file
     if not path.exists() or not path.read_text().strip():
         pytest.skip(f"{name}: the 135M model's replies left no rows for {file} at this size (the funnel test covers it)")
     ds = _load_jsonl(path)
     assert ds.column_names == cols and len(ds) > 0
-    if cols == ["messages"]:
+    if "messages" in cols:
         assert all(m[0]["role"] == "user" and m[-1]["role"] == "assistant" and m[-1]["content"] for m in ds["messages"])
+    elif "label" in cols:
+        assert all(p and c and isinstance(lab, bool) for p, c, lab in zip(ds["prompt"], ds["completion"], ds["label"], strict=True))
     else:
         assert all(p and c and r for p, c, r in zip(ds["prompt"], ds["chosen"], ds["rejected"], strict=True))
 
@@ -514,3 +525,41 @@ def test_dupe_funnel(tmp_path):
     assert all(p.startswith("PERTURBED") for p in kto["prompt"])
     sft = _load_jsonl(tmp_path / "out/dupe_sft.jsonl")
     assert len(sft) == 1 and sft["messages"][0][0]["content"].startswith("PERTURBED Natalia")
+
+
+# ------------------------------------------------------------- explanations
+def _explanations_rule():
+    per_prompt: Counter[str] = Counter()
+
+    def rule(model: str, prompt: str) -> str:
+        q = next(q for q in GOLD if q in prompt)
+        name = q.split()[0]
+        if model == "teacher":
+            kind = "K" if prompt.startswith("Read the problem") else "S" if prompt.startswith("A small model") else "E"
+            return f"{kind} for {name}."
+        k = per_prompt[prompt]
+        per_prompt[prompt] += 1
+        if prompt.startswith("Your teacher explained"):
+            right = name in ("Natalia", "Weng")
+        else:
+            right = name == "Weng" or (name == "Betty" and k == 0)
+        return f"The answer is {GOLD[q] if right else -9}."
+
+    return rule
+
+
+def test_explanations_funnel(tmp_path):
+    eng, con = _run("explanations", tmp_path, _explanations_rule(), {"limit": "3", "samples": "2", "max_tokens": "64"})
+    assert eng.calls == {"teacher": 9, "student": 12}           # 3 teacher texts per seed; 2 x 2 student samples
+    scored = {r["question"].split()[0]: r for r in _rows(con, "scored")}
+    assert {n: (r["acc_with"], r["acc_without"], r["utility"]) for n, r in scored.items()} == {
+        "Natalia": (1.0, 0.0, 1.0), "Weng": (1.0, 1.0, 0.0), "Betty": (0.0, 0.5, -0.5)}
+    assert scored["Natalia"]["knowledge"] == "K for Natalia." and scored["Natalia"]["strategy"] == "S for Natalia."
+    assert [r["question"].split()[0] for r in _rows(con, "useful")] == ["Natalia"]
+    views = _load_jsonl(tmp_path / "out/explanations_views.jsonl")
+    assert views.column_names == ["view", "messages"] and len(views) == 3 * 5   # one row -> five training examples
+    assert sorted(set(views["view"])) == ["deep", "explanation", "intuitive", "knowledge", "strategy"]
+    deep = [m for v, m in zip(views["view"], views["messages"], strict=True) if v == "deep"]
+    assert all(m[0]["content"].startswith("Knowledge:\nK for") and "####" in m[1]["content"] for m in deep)
+    useful = _load_jsonl(tmp_path / "out/explanations_useful.jsonl")
+    assert len(useful) == 1 and useful["messages"][0][1]["content"] == "E for Natalia."
