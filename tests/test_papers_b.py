@@ -8,9 +8,7 @@ each export is loaded with ``datasets`` in the shape TRL's trainers take.
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
