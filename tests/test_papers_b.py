@@ -150,6 +150,8 @@ def test_cross_draws_k_rows_shared_by_key_with_lineage(tmp_path, fake_factory):
     assert all(r["exam_question"] in GOLD and r["exam_answer"] for r in rows)
     assert all(sorted(p) == ["a", "exam"] for p in _parents(con, "x").values())   # both rows are parents
     assert _count(con, "all") == 3 * 7                                      # k=0: the full product
+    plan = {st["name"]: st["rows"] for st in synthlang.plan(prog)["steps"]}
+    assert plan["x"] == 12 and plan["all"] == 21                           # the plan's row estimate multiplies too
     # the same draw on a re-run from scratch
     con.close()
     synthlang.run(synthlang.check_file(tmp_path / "t.synth", {}), db=tmp_path / "db2.duckdb", engine_factory=fake_factory)
