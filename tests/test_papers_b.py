@@ -375,7 +375,7 @@ REAL: dict[str, tuple[dict[str, str], list[str]]] = {
     "lbt": ({"limit": "1", "rationales": "2", "exams": "2", "exam_limit": "20", "max_tokens": "48", "student_max_tokens": "24",
              "on_truncation": "keep"}, ["taught", "tried", "exam_a", "exam_b", "results", "scored", "best"]),
     "malalgoqa": ({"limit": "2", "samples": "2", "max_tokens": "48", "on_truncation": "keep", "min_options": "1"}, ["written", "correct", "options", "complete", "identify"]),
-    "nesycd": ({"limit": "2", "eval_limit": "2", "k": "2", "max_tokens": "48", "student_max_tokens": "24", "on_truncation": "keep",
+    "nesycd": ({"limit": "1", "eval_limit": "1", "k": "2", "max_tokens": "48", "student_max_tokens": "24", "on_truncation": "keep",
                 "keep_wrong_cot": "true"}, ["cot", "tried", "grounded", "evaluated", "sft"]),
     "socratic_zero": ({"limit": "2", "attempts": "2", "new_per_round": "1", "rounds": "2", "max_tokens": "48"},
                       ["attempted", "checked", "rates"]),
