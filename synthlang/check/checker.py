@@ -687,7 +687,7 @@ class _Checker:
                              hint=did_you_mean(v, avail) or f"available: {', '.join(sorted(avail))}",
                              code="template-variable", name=v, step=d.name, available=sorted(avail),
                              **({"template_file": tfile} if tfile else {}))
-        if op.name in relational.RELATIONS:
+        if relational.is_relational(op):
             fields_rel = relational.check_step(self, d, op, opts, fields_in, free)
             if fields_rel is None:
                 return

@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 
 RELATIONS = {op.name for op in RELATIONAL}
 
+
+def is_relational(op: Operator) -> bool:
+    """Whether this module types the step: the relational steps, and operators that bring their own check
+    (``extra["check"]``, e.g. cross and retrieve in ops/crossing.py, ops/retrieval.py)."""
+    return op.name in RELATIONS or "check" in op.extra
+
 _EXPR_TYPES = ast.Expr.__args__  # type: ignore[attr-defined]
 
 
@@ -34,7 +40,7 @@ def opt_key(v: Any) -> Any:
 
 def node_fingerprints(ck: _Checker, op: Operator, opts: dict[str, Any]) -> dict[str, str]:
     """Fingerprints of the nodes a join/union reads besides its input (their rows decide its rows)."""
-    if op.name not in RELATIONS:
+    if not is_relational(op):
         return {}
     return {k: ck.fps.get(v, v) for k, v in opts.items()
             if k in op.options and op.options[k].kind == KIND_NODE and isinstance(v, str)}
@@ -64,6 +70,8 @@ def check_step(ck: _Checker, d: ast.Step, op: Operator, opts: dict[str, Any], fi
     Free keyword arguments become ``opts["__fields__"]`` (``derive``: expressions; ``group``:
     aggregate calls).
     """
+    if "check" in op.extra:   # papersb (issue 15): the operator's own check (cross, retrieve)
+        return op.extra["check"](ck, d, op, opts, fields_in, free)
     kw = d.op.kw()
     for name in REQUIRED.get(op.name, ()):
         if name not in kw:

@@ -50,5 +50,10 @@ OPERATORS["generate"] = _structured.extend(OPERATORS["generate"], with_schema=Tr
 OPERATORS["answer"] = _structured.extend(OPERATORS["answer"], with_schema=False)
 OPERATORS.update({op.name: op for op in (*SCORING, MIXTURE, *DIALOGUE_OPS)})
 # end papersa
+# papersb (issue 15): the sampled cross product, dedup within each parent's samples, BM25 retrieval
+from synthlang.ops.crossing import CROSSING  # noqa: E402
+from synthlang.ops.retrieval import RETRIEVE  # noqa: E402
+
+OPERATORS.update({op.name: op for op in (*CROSSING, RETRIEVE)})  # cross, dedup (+ within=), retrieve
 
 __all__ = ["OPERATORS", "Operator", "Option", "OutputField", "RowFailure", "options"]

@@ -20,6 +20,7 @@ Per-row cost (issue 9): a math-verify comparison costs milliseconds (sympy), so
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -62,6 +63,17 @@ def _remember(pair: tuple[str, str], verdict: bool) -> None:
         _running.pop(pair, None)
 
 
+@functools.cache
+def _warm() -> None:
+    """Import math-verify and run one comparison, once per process, outside any timer: the first comparison
+    pays for importing sympy and the LaTeX grammar (seconds on a loaded machine), which must not count
+    against one comparison's ``timeout_s`` (it made the first row of a run a "timed out" mismatch)."""
+    try:
+        _compare("1", "1")
+    except Exception:  # noqa: BLE001 - a broken install shows up in the real comparison
+        pass
+
+
 def equivalent(gold: Any, pred: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool | None:
     """Whether ``pred`` states the same answer as ``gold`` (``1,000`` = ``1000``, ``0.5`` = ``1/2``, ``$18`` = ``18``).
 
@@ -78,6 +90,7 @@ def equivalent(gold: Any, pred: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> bo
     if type(gold) is int and type(pred) is int and abs(gold) < _EXACT_INT and abs(pred) < _EXACT_INT:
         return gold == pred
     pair = (str(gold), str(pred))
+    _warm()   # papersb: import math-verify outside the first comparison's timer
     with _lock:
         verdict = _memo.get(pair)
         if verdict is not None:

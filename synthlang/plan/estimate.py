@@ -78,6 +78,10 @@ def estimate(prog: Program, count: Callable[[SourceSpec], tuple[int | None, int]
             n_in = rows.get(st.input.rsplit(".", 1)[0])
         n = int(st.opts.get("n") or 1) if st.op.uses_model else 1
         out_rows = n_in * n if n_in is not None else None
+        if st.op.name == "cross" and out_rows is not None:  # papersb (issue 15): k rows of `with` per input row
+            other, k = rows.get(st.opts.get("with") or ""), int(st.opts.get("k") or 0)
+            per = (min(k, other) if k else other) if other is not None else (k or None)
+            out_rows = out_rows * per if per is not None else None
         calls = out_rows if st.op.uses_model else 0
         prompt_tok = compl_tok = 0
         usd: float | None = None
