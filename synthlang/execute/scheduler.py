@@ -317,7 +317,9 @@ class Node:
             for m in batch:
                 self.handle(m)
             self.after_messages()
-        if self.held:
+        # a global step runs once at the end even on an empty main input when a side input has rows:
+        # `union(empty, with=rows)` is `rows`
+        if self.held or (not self.stream and any(self.side_rows.values())):
             rows, self.held = self.held, []
             if not self.graph.stopping:
                 self.process(sort_rows(rows), final=True)
