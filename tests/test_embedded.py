@@ -48,7 +48,11 @@ def test_real_engine_run_stores_calls_rows_and_lineage(ran):
     con = duckdb.connect(str(db), read_only=True)
     calls = con.execute("select engine, model, response, prompt_tokens, completion_tokens, latency_s, finish_reason, "
                         "messages from calls").fetchall()
-    assert len(calls) == 6   # 3 rephrase + 3 answer, one call per row
+    # 3 rephrase calls + one answer call per rephrasing that came back whole (a rephrasing cut at max_tokens is a
+    # failed row with its reason, and is not answered); which ones are cut depends on llama.cpp's build
+    ok_rephrased = con.execute("select count(*) from rows where step='rephrased' and status='ok'").fetchone()[0]
+    assert ok_rephrased >= 1
+    assert len(calls) == 3 + ok_rephrased
     for engine, model, _resp, pt, ct, lat, fr, msgs in calls:
         assert engine == "embedded" and model == ""
         assert pt > 10 and ct > 0 and lat > 0
@@ -57,21 +61,22 @@ def test_real_engine_run_stores_calls_rows_and_lineage(ran):
     # real text came back for finished calls
     assert any(len(r[2]) > 10 for r in calls)
     steps = dict(con.execute("select step, count(*) from rows group by step").fetchall())
-    assert steps["seeds"] == 3 and steps["rephrased"] == 3 and steps["answered"] == 3
+    assert steps["seeds"] == 3 and steps["rephrased"] == 3 and steps.get("answered", 0) == ok_rephrased
     ok_answers = con.execute("select count(*) from rows where step='answered' and status='ok'").fetchone()[0]
     assert steps.get("verified", 0) == ok_answers
     # the summary names calls, tokens, wall time and the db
-    assert "calls: 6 made, 0 from cache" in first.stdout
+    assert f"calls: {len(calls)} made, 0 from cache" in first.stdout
     assert "synth.duckdb" in first.stdout and "wall time" in first.stdout
 
 
 def test_second_run_makes_zero_calls(ran):
     root, _, second = ran
     assert second.returncode == 0, second.stderr
-    assert "calls: 0 made, 6 from cache" in second.stdout or "calls: 0 made" in second.stdout
+    assert "calls: 0 made" in second.stdout
     con = duckdb.connect(str(root / ".synth" / "synth.duckdb"), read_only=True)
+    made = con.execute("select count(*) from calls").fetchone()[0]
     runs = con.execute("select calls_made from runs order by started_at").fetchall()
-    assert [r[0] for r in runs] == [6, 0]
+    assert [r[0] for r in runs] == [made, 0] and made >= 4
 
 
 def test_export_loads_back_with_datasets(ran):
