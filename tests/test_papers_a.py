@@ -134,7 +134,7 @@ def test_n_from_must_give_a_whole_number(tmp_path):
     (tmp_path / "r.synth").write_text('recipe r "x"\nmodel m = embedded()\n' + GSM_SOURCE +
                                       'step more = generate(seeds, field=question, n_from=len(question) / 7.5)\n')
     prog = synthlang.check_file(tmp_path / "r.synth")
-    with pytest.raises(SynthError, match=r"n_from: row 1: n_from must give a whole number >= 0"):
+    with pytest.raises(SynthError, match=r"n_from: row 1: n_from must give a whole number from 0 to 1024"):
         synthlang.run(prog, db=tmp_path / "db.duckdb", engine_factory=_fake)
 
 

@@ -109,10 +109,14 @@ class OutputField:
     doc: str = ""
 
 
+MAX_SAMPLES = 1024
+"""The most samples (calls, output rows) one input row may ask for: ``n`` and ``n_from`` (a recipe is untrusted
+input, and ``n=10**9`` would queue a billion calls; rejection-sampling papers use at most a few hundred)."""
+
 SAMPLING_RANGES: dict[str, tuple[float | None, float | None]] = {
     "temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "max_tokens": (1, None), "top_k": (-1, None),
     "min_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0), "frequency_penalty": (-2.0, 2.0),
-    "repetition_penalty": (0.0, None), "seed": (0, 2**63 - 1), "n": (1, None),
+    "repetition_penalty": (0.0, None), "seed": (0, 2**63 - 1), "n": (1, MAX_SAMPLES),
 }
 """Valid ranges (inclusive) of sampling params, in a ``model`` declaration or as step options
 (the OpenAI API's ranges; vLLM and llama.cpp accept the same)."""
@@ -151,7 +155,7 @@ LLM_OPTIONS = (
     Option("model", KIND_MODEL, doc="the model that answers (default: the first declared model)"),
     Option("prompt", KIND_TEMPLATE, doc="the user prompt template (default: the operator's own)"),
     Option("system", KIND_TEMPLATE, doc="an optional system prompt template"),
-    Option("n", KIND_INT, 1, doc="samples per input row; each sample is one call and one row", range=(1, None)),
+    Option("n", KIND_INT, 1, doc="samples per input row; each sample is one call and one row", range=(1, MAX_SAMPLES)),
     Option("on_truncation", KIND_CHOICE, "fail", choices=("fail", "keep"), post=True,
            doc="a reply cut at max_tokens: fail the row (default) or keep it (the row gets __truncated__ for postprocess)"),
 ) + SAMPLING_OPTIONS

@@ -29,7 +29,7 @@ from synthlang.engines.base import with_directive
 from synthlang.engines.jsonschema import schema_errors
 from synthlang.errors import DataError
 from synthlang.expr import evaluate
-from synthlang.ops.base import KIND_EXPR, KIND_FIELD, Operator, Option, OutputField, RowContext, RowFailure
+from synthlang.ops.base import MAX_SAMPLES, KIND_EXPR, KIND_FIELD, Operator, Option, OutputField, RowContext, RowFailure
 
 KIND_JSON = "json"   # a JSON object literal written as a string; parsed and checked by the checker
 
@@ -94,7 +94,7 @@ def _prepare(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowConte
     """Per row: ``__n__`` from ``n_from``, ``__schema__`` from ``schema`` and/or the ``prefix`` directive.
 
     Raises:
-        DataError: ``n_from`` is not a whole number >= 0 for some row (names the row, 1-based).
+        DataError: ``n_from`` is not a whole number from 0 to ``MAX_SAMPLES`` for some row (names the row, 1-based).
     """
     out: list[dict[str, Any]] = []
     schema = opts.get("schema")
@@ -102,8 +102,10 @@ def _prepare(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowConte
         ex: dict[str, Any] = {}
         if opts.get("n_from") is not None:
             v = evaluate(opts["n_from"], row, {**ctx.params, "round": ctx.round})
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v < 0:
-                raise DataError(f"n_from must give a whole number >= 0, got {v!r}", "n_from", row=i + 1)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")) \
+                    or v != int(v) or not 0 <= v <= MAX_SAMPLES:
+                raise DataError(f"n_from must give a whole number from 0 to {MAX_SAMPLES}, got {v!r}", "n_from",
+                                row=i + 1)
             ex["__n__"] = int(v)
         if opts.get("prefix"):
             ex["__schema__"] = with_directive(schema, "continue", str(row.get(opts["prefix"]) or ""))
@@ -119,7 +121,7 @@ def _directives(opts: dict[str, Any]) -> tuple[str, ...]:
 
 GENERATION_OPTIONS = (
     Option("n_from", KIND_EXPR, None, doc="samples for each row from an expression over its fields (a whole number "
-                                          ">= 0; 0: none); overrides n (DataEnvGym's per-skill counts)"),
+                                          "from 0 to 1024; 0: none); overrides n (DataEnvGym's per-skill counts)"),
     Option("prefix", KIND_FIELD, None, doc="a field holding the start of the assistant's reply: the model continues it "
                                            "and the output is prefix + continuation (embedded and vllm engines only; SCRG)"),
 )

@@ -1,0 +1,63 @@
+"""Findings of the breaker pass (session 2026-12-01): an untrusted recipe or a careless user must get a
+positioned check error or a bounded, clear failure, never a hang, a MemoryError or a traceback.
+
+The engine is the deterministic fake: what is under test is checking, scheduling and the store.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import synth, write
+
+import synthlang
+from synthlang.errors import DataError, Diagnostics
+
+BASE = """recipe b "breaker"
+model m = fake(temperature=0.5, max_tokens=32)
+source seeds = jsonl("data/gsm8k/train_first1000.jsonl", limit=3) {
+  question: str
+  answer: str
+  gold = final_number(answer)
+}
+"""
+
+
+def _check(project, body):
+    return synthlang.check_file(write(project / "r.synth", BASE + body))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("step", [
+    'step x = generate(seeds, model=m, prompt="hi {{question}}", n=1000000000)',
+    'step x = answer(seeds, model=m, n=1025)',
+])
+def test_huge_n_is_a_check_error(project, step):
+    """``n=10**9`` used to pass check and then die of MemoryError while queueing a billion calls."""
+    with pytest.raises(Diagnostics) as exc:
+        _check(project, step + "\n")
+    d = exc.value.errors[0]
+    assert "n must be between 1 and 1024" in d.message and d.span.line == 8
+
+
+@pytest.mark.timeout(120)
+def test_huge_n_from_fails_clearly_without_a_call(project):
+    """``n_from=gold * 1000000`` (72 000 000 samples for row 1) used to hang the run building its call list."""
+    from synthlang.engines.fake import FakeEngine
+
+    eng = FakeEngine()
+    prog = _check(project, 'step x = generate(seeds, model=m, prompt="hi {{question}}", n_from=gold * 1000000)\n')
+    with pytest.raises(DataError) as exc:
+        synthlang.run(prog, db=project / "db.duckdb", engine_factory=lambda m: eng)
+    assert "from 0 to 1024, got 72000000" in str(exc.value) and exc.value.row == 1
+    assert eng.calls == 0
+
+
+@pytest.mark.timeout(120)
+def test_n_from_at_the_cap_runs(project):
+    """The cap is not off by one: 1024 samples of one row run."""
+    from synthlang.engines.fake import FakeEngine
+
+    eng = FakeEngine()
+    prog = _check(project, 'step x = generate(seeds, model=m, prompt="hi {{question}}", n_from=1024 if gold == 72 else 0)\n')
+    res = synthlang.run(prog, db=project / "db.duckdb", engine_factory=lambda m: eng)
+    assert eng.calls == 1024
