@@ -61,3 +61,30 @@ def test_n_from_at_the_cap_runs(project):
     prog = _check(project, 'step x = generate(seeds, model=m, prompt="hi {{question}}", n_from=1024 if gold == 72 else 0)\n')
     res = synthlang.run(prog, db=project / "db.duckdb", engine_factory=lambda m: eng)
     assert eng.calls == 1024
+
+
+@pytest.mark.timeout(180)
+def test_a_corrupt_journal_is_skipped_not_a_crash(project):
+    """Garbage bytes, a torn line or a record of the wrong shape in ``<db>.journal`` used to give an internal
+    error (UnicodeDecodeError) on every later run, locking the user out of the store."""
+    from synthlang.engines.fake import FakeEngine
+
+    eng = FakeEngine()
+    prog = _check(project, "step a = answer(seeds, model=m, n=2)\n")
+    db = project / "db.duckdb"
+    first = synthlang.run(prog, db=db, engine_factory=lambda m: eng)
+    assert eng.calls == 6
+    (project / "db.duckdb.journal").write_bytes(
+        b'\xff\xfe garbage \x00\x01\n["a", "b"]\n' + b'[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]\n'
+        + b'["k", 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, "2026-01-01"]\n["torn", "op')
+    r = synth("run", "r.synth", "--db", str(db), cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "internal error" not in r.stdout + r.stderr
+    assert (project / "db.duckdb.journal").read_bytes() == b""
+    import duckdb
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM calls").fetchone()[0] == 6   # nothing bogus replayed, nothing lost
+    finally:
+        con.close()
+    assert first is not None

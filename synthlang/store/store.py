@@ -47,6 +47,32 @@ def _call_tuple(call: dict[str, Any], run_id: str, step: str, now: dt.datetime) 
             run_id, step, call.get("key_nomax"), now)
 
 
+def _journal_record(rec: Any) -> tuple | None:
+    """A journal line's JSON as a ``calls`` row (:data:`_CALL_COLS` order), or ``None`` when it is not one.
+
+    Each value must fit its column (text, whole number, number, or an ISO timestamp last); the call key must be
+    a non-empty string. A torn, foreign or tampered line gives ``None``, never an exception.
+    """
+    import pyarrow as pa
+
+    if not isinstance(rec, list) or len(rec) != len(_CALL_COLS) or not isinstance(rec[0], str) or not rec[0]:
+        return None
+    for v, (_, t) in zip(rec[:-1], _CALL_COLS[:-1], strict=True):
+        if v is None:
+            continue
+        if t == pa.string() and not isinstance(v, str):
+            return None
+        if t == pa.int64() and (isinstance(v, bool) or not isinstance(v, int) or not -2**63 <= v < 2**63):
+            return None
+        if t == pa.float64() and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            return None
+    try:
+        created = dt.datetime.fromisoformat(rec[-1])
+    except (TypeError, ValueError):
+        return None
+    return (*rec[:-1], created)
+
+
 def _cols(spec: str) -> tuple[tuple[str, Any], ...]:
     import pyarrow as pa
 
@@ -734,15 +760,16 @@ class Store:
         if not self._journal_path.exists():
             return 0
         recs: dict[str, tuple] = {}
-        with open(self._journal_path, encoding="utf-8") as f:
-            for line in f:
+        with open(self._journal_path, "rb") as f:
+            for raw in f:
+                # A line cut by the kill, garbage bytes or a record of the wrong shape is skipped: its call is
+                # simply issued again (never a crash that locks the user out of the store).
                 try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue   # a line cut by the kill: its call is simply issued again
-                if isinstance(rec, list) and len(rec) == len(_CALL_COLS):
-                    rec[-1] = dt.datetime.fromisoformat(rec[-1])
-                    recs[rec[0]] = tuple(rec)
+                    rec = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    continue
+                if (rec := _journal_record(rec)) is not None:
+                    recs[rec[0]] = rec
         if recs:
             self._insert(recs.values(), (), (), ())
         os.truncate(self._journal_path, 0)
