@@ -88,3 +88,34 @@ def test_a_corrupt_journal_is_skipped_not_a_crash(project):
     finally:
         con.close()
     assert first is not None
+
+
+def _nested_json(depth: int) -> str:
+    return ('{"type":"object","properties":{"a":' + '{"type":"array","items":' * depth + '{"type":"string"}'
+            + '}' * depth + '}}')
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("depth", [5000, 200])
+def test_a_deeply_nested_schema_is_a_check_error(project, depth):
+    """A ``schema=`` JSON string nested 5000 deep gave an internal RecursionError in ``synth check``."""
+    import json
+
+    with pytest.raises(Diagnostics) as exc:
+        _check(project, 'step x = generate(seeds, model=m, prompt="q {{question}}", schema=%s)\n'
+               % json.dumps(_nested_json(depth)))
+    d = exc.value.errors[0]
+    assert "nests too deeply" in d.message and d.span.line == 8
+
+
+@pytest.mark.timeout(60)
+def test_a_deep_schema_literal_is_a_check_error_and_a_shallow_one_is_not(project):
+    inner = '{type: "string"}'
+    for _ in range(70):
+        inner = '{type: "object", properties: {a: %s}}' % inner
+    with pytest.raises(Diagnostics) as exc:
+        _check(project, 'step x = generate(seeds, model=m, prompt="q", schema={type: "object", properties: {a: %s}})\n'
+               % inner)
+    assert "nests too deeply" in exc.value.errors[0].message
+    import json
+    assert _check(project, 'step x = generate(seeds, model=m, prompt="q", schema=%s)\n' % json.dumps(_nested_json(20)))

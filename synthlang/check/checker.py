@@ -34,7 +34,7 @@ from synthlang.ops.base import (
     SAMPLING_RANGES,
     range_problem,
 )
-from synthlang.ops.structured import KIND_JSON  # papersa (issue 15): generate(schema=...)
+from synthlang.ops.structured import KIND_JSON, MAX_SCHEMA_DEPTH  # papersa (issue 15): generate(schema=...)
 from synthlang.outputs.shapes import FORMATS as EXPORT_FORMATS  # export formats and their options live there
 from synthlang.outputs.shapes import check_options as check_export_options
 from synthlang.outputs.shapes import options_for as _export_options_for
@@ -747,6 +747,10 @@ class _Checker:
         else:
             try:
                 value = _json.loads(raw)
+            except RecursionError:
+                self.err(f"option '{spec.name}': the JSON nests too deeply (at most {MAX_SCHEMA_DEPTH} levels)", v.span,
+                         code="bad-schema", name=spec.name)
+                return None
             except _json.JSONDecodeError as exc:
                 self.err(f"option '{spec.name}' is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno} of the string)",
                          v.span, code="bad-schema", name=spec.name)

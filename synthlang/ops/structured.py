@@ -36,14 +36,34 @@ KIND_JSON = "json"   # a JSON object literal written as a string; parsed and che
 _SCHEMA_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "object": "json"}
 
 
+MAX_SCHEMA_DEPTH = 64
+"""The deepest a ``schema=`` may nest (objects and lists): validation and the engines' grammar builders recurse,
+and a recipe is untrusted input."""
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests dicts and lists (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            if d > MAX_SCHEMA_DEPTH:
+                return d
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def schema_problem(schema: Any) -> str | None:
     """Why ``schema`` cannot be a ``generate(schema=...)`` (``None`` when it can).
 
-    It must be a JSON object with ``"type": "object"`` (or no type) and a non-empty ``properties`` object whose
+    It must be a JSON object nesting at most :data:`MAX_SCHEMA_DEPTH` levels, with ``"type": "object"`` (or no type) and a non-empty ``properties`` object whose
     entries each name a ``type``.
     """
     if not isinstance(schema, dict):
         return "the schema must be a JSON object"
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        return f"the schema nests too deeply (at most {MAX_SCHEMA_DEPTH} levels of objects and lists)"
     if schema.get("type", "object") != "object":
         return f"the schema's type must be \"object\", not {schema.get('type')!r}"
     props = schema.get("properties")
