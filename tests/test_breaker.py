@@ -59,7 +59,7 @@ def test_n_from_at_the_cap_runs(project):
 
     eng = FakeEngine()
     prog = _check(project, 'step x = generate(seeds, model=m, prompt="hi {{question}}", n_from=1024 if gold == 72 else 0)\n')
-    res = synthlang.run(prog, db=project / "db.duckdb", engine_factory=lambda m: eng)
+    synthlang.run(prog, db=project / "db.duckdb", engine_factory=lambda m: eng)
     assert eng.calls == 1024
 
 
@@ -102,8 +102,8 @@ def test_a_deeply_nested_schema_is_a_check_error(project, depth):
     import json
 
     with pytest.raises(Diagnostics) as exc:
-        _check(project, 'step x = generate(seeds, model=m, prompt="q {{question}}", schema=%s)\n'
-               % json.dumps(_nested_json(depth)))
+        _check(project, 'step x = generate(seeds, model=m, prompt="q {{question}}", schema='
+               + json.dumps(_nested_json(depth)) + ")\n")
     d = exc.value.errors[0]
     assert "nests too deeply" in d.message and d.span.line == 8
 
@@ -112,10 +112,10 @@ def test_a_deeply_nested_schema_is_a_check_error(project, depth):
 def test_a_deep_schema_literal_is_a_check_error_and_a_shallow_one_is_not(project):
     inner = '{type: "string"}'
     for _ in range(70):
-        inner = '{type: "object", properties: {a: %s}}' % inner
+        inner = '{type: "object", properties: {a: ' + inner + '}}'
     with pytest.raises(Diagnostics) as exc:
-        _check(project, 'step x = generate(seeds, model=m, prompt="q", schema={type: "object", properties: {a: %s}})\n'
-               % inner)
+        _check(project, 'step x = generate(seeds, model=m, prompt="q", schema={type: "object", properties: {a: '
+               + inner + '}})\n')
     assert "nests too deeply" in exc.value.errors[0].message
     import json
-    assert _check(project, 'step x = generate(seeds, model=m, prompt="q", schema=%s)\n' % json.dumps(_nested_json(20)))
+    assert _check(project, 'step x = generate(seeds, model=m, prompt="q", schema=' + json.dumps(_nested_json(20)) + ")\n")

@@ -29,7 +29,7 @@ from synthlang.engines.base import with_directive
 from synthlang.engines.jsonschema import schema_errors
 from synthlang.errors import DataError
 from synthlang.expr import evaluate
-from synthlang.ops.base import MAX_SAMPLES, KIND_EXPR, KIND_FIELD, Operator, Option, OutputField, RowContext, RowFailure
+from synthlang.ops.base import KIND_EXPR, KIND_FIELD, MAX_SAMPLES, Operator, Option, OutputField, RowContext, RowFailure
 
 KIND_JSON = "json"   # a JSON object literal written as a string; parsed and checked by the checker
 
