@@ -119,3 +119,22 @@ def test_a_deep_schema_literal_is_a_check_error_and_a_shallow_one_is_not(project
     assert "nests too deeply" in exc.value.errors[0].message
     import json
     assert _check(project, 'step x = generate(seeds, model=m, prompt="q", schema=' + json.dumps(_nested_json(20)) + ")\n")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("expr", "message"), [
+    ("-3", "from 0 to 1024, not -3"),
+    ("2000", "from 0 to 1024, not 2000"),
+    ("question", "but this expression gives str"),
+])
+def test_n_from_that_cannot_work_is_a_check_error(project, expr, message):
+    """``n_from=-3`` and ``n_from=question`` (a str field) passed check and failed only once the run started."""
+    with pytest.raises(Diagnostics) as exc:
+        _check(project, f'step x = generate(seeds, model=m, prompt="hi {{{{question}}}}", n_from={expr})\n')
+    d = exc.value.errors[0]
+    assert message in d.message and (d.span.line, d.span.col) == (8, 68)
+
+
+@pytest.mark.timeout(60)
+def test_n_from_from_fields_is_left_to_the_run(project):
+    assert _check(project, 'step x = generate(seeds, model=m, prompt="hi", n_from=min(gold, 3))\n')

@@ -488,6 +488,26 @@ class _Checker:
         self.fields[d.name] = dict(env)
         self.fps[d.name] = fp
 
+    def _n_from(self, e: ast.Expr, t: str) -> None:
+        """``n_from=``: an expression whose type cannot be a number, or a constant outside ``0..MAX_SAMPLES``, is an
+        error here rather than a run-time one (a field-dependent value is still checked per row at run time)."""
+        from synthlang.ops.base import MAX_SAMPLES
+
+        if t == "str" or t == "bool" or t.startswith("list") or t == "json":
+            self.err(f"n_from must give a whole number from 0 to {MAX_SAMPLES}, but this expression gives {t}", e.span,
+                     code="type-mismatch", name="n_from", hint="convert it: n_from=int(x)")
+            return
+        if any(n.id not in self.params for n in free_names(e)) or calls(e):
+            return
+        try:
+            val = evaluate(e, {}, self.params)
+        except Exception:   # noqa: BLE001 - a constant that does not evaluate is left to the run's per-row check
+            return
+        if isinstance(val, bool) or not isinstance(val, int | float) or val != val or not 0 <= val <= MAX_SAMPLES \
+                or val != int(val):
+            self.err(f"n_from must give a whole number from 0 to {MAX_SAMPLES}, not {val!r}", e.span,
+                     code="out-of-range", name="n_from", range=[0, MAX_SAMPLES])
+
     def _check_expr(self, e: ast.Expr, env: dict[str, str]) -> str:
         for n in free_names(e):
             if n.id not in env and n.id not in self.params:
@@ -852,7 +872,9 @@ class _Checker:
                      code="unknown-name", name=name, kind="node")
             return None
         if kind == KIND_EXPR:
-            self._check_expr(v, fields)
+            t = self._check_expr(v, fields)
+            if spec.name == "n_from":   # breaker: a per-row sample count (ops/structured.py), checked when knowable
+                self._n_from(v, t)
             return v
         if kind == "other_expr":  # join's right_on: checked against the other node (check/relational.py)
             return v
