@@ -130,7 +130,9 @@ def test_sigkill_at_many_moments_resumes_without_loss_or_duplicates(tmp_path, re
 def test_sigint_finishes_writes_in_flight_prints_resume_and_exits_nonzero(tmp_path, reference):
     root = _project(tmp_path)
     db = root / ".synth" / "synth.duckdb"
-    p = start("run", "c.synth", "--quiet", cwd=root, delay=0.15)
+    # 0.4 s per call (36 calls, ~14 s): the bulk writer holds the file up to Store.HOLD_MAX_S while no synth reader
+    # asks, so this plain duckdb reader may first see calls seconds into the run; the SIGINT must land mid-run
+    p = start("run", "c.synth", "--quiet", cwd=root, delay=0.4)
     wait_for_calls(db, 3, p)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=30)
