@@ -138,3 +138,13 @@ def test_n_from_that_cannot_work_is_a_check_error(project, expr, message):
 @pytest.mark.timeout(60)
 def test_n_from_from_fields_is_left_to_the_run(project):
     assert _check(project, 'step x = generate(seeds, model=m, prompt="hi", n_from=min(gold, 3))\n')
+
+
+@pytest.mark.timeout(60)
+def test_a_step_reading_itself_is_one_cycle_error_not_an_unknown_name(project):
+    """``step x = cross(seeds, with=x)`` said "'x' is neither a source nor a step" beside the cycle error."""
+    with pytest.raises(Diagnostics) as exc:
+        _check(project, "step x = cross(seeds, with=x, k=1)\n")
+    errs = exc.value.errors
+    assert [d.code for d in errs] == ["dependency-cycle"], [d.message for d in errs]
+    assert "x -> x" in errs[0].message and errs[0].span.line == 8

@@ -867,6 +867,10 @@ class _Checker:
             if q is not None and q in self.fields:  # a loop pool read: pool.all / pool.new (check/loops.py)
                 return q
             name = v.id if isinstance(v, ast.Name) else None
+            if name is not None and name in self.step_decls:
+                # a declared step that is not checked yet: it reads this one (the `dependency-cycle` error says so)
+                # or it failed its own checks; "neither a source nor a step" would be wrong
+                return None
             self.err(f"option '{spec.name}' needs the name of a source or step" + (f"; '{name}' is neither" if name else ""), v.span,
                      hint=did_you_mean(name or "", list(self.fields)) or f"sources and steps: {', '.join(sorted(self.fields))}",
                      code="unknown-name", name=name, kind="node")
