@@ -148,3 +148,30 @@ def test_a_step_reading_itself_is_one_cycle_error_not_an_unknown_name(project):
     errs = exc.value.errors
     assert [d.code for d in errs] == ["dependency-cycle"], [d.message for d in errs]
     assert "x -> x" in errs[0].message and errs[0].span.line == 8
+
+
+@pytest.mark.timeout(120)
+def test_an_unbounded_cross_product_fails_clearly_before_building_rows(project, monkeypatch):
+    """``cross(k=0)`` between two large nodes was an unbounded product (10^4 x 10^4 rows exhaust memory)."""
+    from synthlang.engines.fake import FakeEngine
+    from synthlang.ops import crossing
+
+    monkeypatch.setattr(crossing, "MAX_CROSS_ROWS", 8)   # 3 seeds x 3 seeds = 9 rows: over a cap of 8
+    prog = _check(project, 'step pairs = cross(seeds, with=seeds, k=0, prefix="other_")\n')
+    with pytest.raises(DataError) as exc:
+        synthlang.run(prog, db=project / "db.duckdb", engine_factory=lambda m: FakeEngine())
+    assert "3 x 3 = 9 rows, over the limit of 8" in str(exc.value)
+    monkeypatch.setattr(crossing, "MAX_CROSS_ROWS", 9)   # at the cap: runs
+    s = synthlang.run(prog, db=project / "db2.duckdb", engine_factory=lambda m: FakeEngine())
+    assert s.status == "finished"
+
+
+@pytest.mark.timeout(120)
+def test_a_cross_of_a_node_with_itself_pairs_its_rows(project):
+    """``cross(seeds, with=seeds)`` made 0 rows: the scheduler left a node option naming the step's own input empty."""
+    from synthlang.engines.fake import FakeEngine
+
+    prog = _check(project, 'step pairs = cross(seeds, with=seeds, k=0, prefix="other_")\n')
+    s = synthlang.run(prog, db=project / "db.duckdb", engine_factory=lambda m: FakeEngine())
+    assert s.status == "finished"
+    assert {st.name: st.rows_out for st in s.steps}["pairs"] == 9   # 3 x 3

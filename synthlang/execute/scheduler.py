@@ -392,7 +392,9 @@ class StepNode(Node):
         side = tuple(dict.fromkeys(v for k, o in spec.op.options.items()
                                    if o.kind == KIND_NODE and isinstance(v := spec.opts.get(k), str) and v != spec.input))
         loc = step_locality(spec)
-        stream = loc != "global" and not graph.runner.barrier
+        # a node option naming the step's own input (`cross(seeds, with=seeds)`) reads the whole input: a barrier
+        self.reads_input = any(o.kind == KIND_NODE and spec.opts.get(k) == spec.input for k, o in spec.op.options.items())
+        stream = loc != "global" and not graph.runner.barrier and not self.reads_input
         super().__init__(graph, spec.name, (spec.name,), (spec.input,), side, stream=stream)
         self.spec = spec
         self.display = display or spec.name
@@ -415,6 +417,8 @@ class StepNode(Node):
 
     def ctx(self, rows: list[Row]) -> RowContext:
         side = {name: sort_rows(rs) for name, rs in self.side_rows.items()}
+        if self.reads_input:   # the whole main input, handed over once at the end (this node does not stream)
+            side[self.spec.input] = sort_rows(rows)
         for name in self.side:   # inside a loop, `against=POOL` reads the whole pool, not only the last round's rows
             if name in self.graph.whole:
                 side[name] = self.graph.whole[name]

@@ -74,12 +74,28 @@ def draw(n: int, k: int, seed: int, key: Any) -> list[int]:
     return sorted(random.Random(int.from_bytes(h[:8], "big")).sample(range(n), k))
 
 
+MAX_CROSS_ROWS = 1_000_000
+"""Most rows one ``cross`` step may make (a shared recipe's ``k=0`` between two large nodes is an unbounded product)."""
+
+
 def _cross_apply(rows: Sequence[dict[str, Any]], opts: dict[str, Any], ctx: RowContext) -> Out:
+    """Each row × its ``k`` drawn rows of ``with``.
+
+    Raises:
+        DataError: the product would exceed :data:`MAX_CROSS_ROWS` rows (checked before any row is built).
+    """
+    from synthlang.errors import DataError
+
     other = opts["with"]
     right = ctx.nodes.get(other, [])
     prefix = opts["prefix"] if opts.get("prefix") is not None else "right_"
     k = int(opts.get("k") or 0)
     seed = int(opts.get("seed") or 0)
+    per = len(right) if k == 0 or k >= len(right) else k
+    if len(rows) * per > MAX_CROSS_ROWS:
+        raise DataError(f"cross would make {len(rows)} x {per} = {len(rows) * per} rows, over the limit of "
+                        f"{MAX_CROSS_ROWS} per step; draw fewer rows of '{other}' with k=, or narrow the inputs",
+                        "cross")
     out: Out = []
     for i, r in enumerate(rows):
         key = _eval(opts["key"], r, ctx) if opts.get("key") is not None else r
