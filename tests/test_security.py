@@ -320,8 +320,8 @@ def test_allow_train_flag_runs_the_command(proj):
 
 # ------------------------------------------------------------ item 12: ranges and replace
 @pytest.mark.parametrize("step,msg,col", [
-    ("step a = answer(g, model=m, n=0)", "n must be at least 1, not 0", 31),
-    ("step a = answer(g, model=m, n=-1)", "n must be at least 1, not -1", 31),
+    ("step a = answer(g, model=m, n=0)", "n must be between 1 and 1024, not 0", 31),
+    ("step a = answer(g, model=m, n=-1)", "n must be between 1 and 1024, not -1", 31),
     ("step a = answer(g, model=m, max_tokens=-5)", "max_tokens must be at least 1, not -5", 40),
     ("step a = answer(g, model=m, temperature=-1)", "temperature must be between 0 and 2, not -1", 41),
     ("step a = answer(g, model=m, top_p=1.5)", "top_p must be between 0 and 1, not 1.5", 35),
