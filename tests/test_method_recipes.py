@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -34,7 +35,7 @@ class Scripted:
 
     def __init__(self, rule: Callable[[str, str, dict | None], str]) -> None:
         self.rule = rule
-        self.calls: dict[str, int] = {}
+        self.calls: Counter[str] = Counter()
         self.model_id = "scripted"
 
     def for_model(self, spec):
@@ -46,7 +47,7 @@ class Scripted:
 
             def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
                 for req in requests:
-                    engine.calls[spec.name] = engine.calls.get(spec.name, 0) + 1
+                    engine.calls[spec.name] += 1
                     text = engine.rule(spec.name, req.messages[-1]["content"], req.json_schema)
                     yield Result(req.key, text=text, finish_reason="stop", prompt_tokens=10, completion_tokens=10,
                                  latency_s=0.0,

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
+from test_method_recipes import Scripted as _Scripted
 
 import synthlang
-from synthlang.engines.base import Request, Result
 from synthlang.errors import Diagnostics
 from synthlang.expr import final_number
 from synthlang.ops.crossing import draw
@@ -30,34 +30,11 @@ TEST = [json.loads(x) for x in (RECIPES / "data/gsm8k/test.jsonl").read_text().s
 GOLD = {r["question"]: final_number(r["answer"]) for r in GSM + TEST}
 
 
-class Scripted:
-    """An engine whose reply is ``rule(model_name, prompt)``; counts calls per model."""
-
-    kind = "fake"
+class Scripted(_Scripted):
+    """test_method_recipes' scripted engine with a reply rule of ``(model_name, prompt)`` (no schema)."""
 
     def __init__(self, rule: Callable[[str, str], str]) -> None:
-        self.rule = rule
-        self.calls: Counter[str] = Counter()
-        self.model_id = "scripted"
-
-    def for_model(self, spec):
-        engine = self
-
-        class _One:
-            kind = "fake"
-            model_id = "scripted"
-
-            def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
-                for req in requests:
-                    engine.calls[spec.name] += 1
-                    text = engine.rule(spec.name, req.messages[-1]["content"])
-                    yield Result(req.key, text=text, finish_reason="stop", prompt_tokens=10, completion_tokens=10,
-                                 latency_s=0.0, logprobs=[-0.1] if req.logprobs is not None else None)
-
-            def close(self) -> None:
-                pass
-
-        return _One()
+        super().__init__(lambda model, prompt, schema: rule(model, prompt))
 
 
 def _copy(name: str, tmp: Path) -> Path:
