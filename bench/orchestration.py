@@ -234,7 +234,9 @@ def kill9(points: int, seeds: int) -> dict[str, Any]:
             p = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             journal = folder / ".synth" / "synth.duckdb.journal"
             t0 = time.monotonic()
-            while p.poll() is None and time.monotonic() - t0 < 120 and not (journal.exists() and journal.stat().st_size):
+            flushing = journal.with_name(journal.name + ".flushing")
+            while p.poll() is None and time.monotonic() - t0 < 120 and not (journal.exists() and journal.stat().st_size) \
+                    and not flushing.exists():
                 time.sleep(0.02)   # calls are being made: kill at a random moment from here
             time.sleep(rnd.uniform(0.0, 3.0))
             if p.poll() is not None:
@@ -250,8 +252,9 @@ def kill9(points: int, seeds: int) -> dict[str, Any]:
                 con.close()
             except duckdb.Error:
                 stored = 0
-            journaled = len({json.loads(x)[0] for x in journal.read_text(encoding="utf-8").splitlines() if x.strip().endswith("]")}) \
-                if journal.exists() else 0
+            # the journal, and the part of it a flush in flight had taken (store.py: journal rotation)
+            journaled = len({json.loads(x)[0] for j in (journal, journal.with_name(journal.name + ".flushing")) if j.exists()
+                             for x in j.read_text(encoding="utf-8").splitlines() if x.strip().endswith("]")})
             r = subprocess.run(cmd, cwd=d, env={**env, "SYNTH_FAKE_DELAY": "0"}, capture_output=True, text=True)
             con = duckdb.connect(str(db), read_only=True)
             total = con.execute("SELECT count(*) FROM calls").fetchone()[0]

@@ -117,3 +117,32 @@ def test_sampling_key_dicts_and_a_key_built_from_them_are_pinned():
     assert SamplingParams().key_dict() == {"temperature": 0.7, "top_p": 1.0, "max_tokens": 256}
     assert call_key("embedded", "smollm2", [{"role": "user", "content": "Rephrase: 2+2?"}], sp.key_dict(), 0, None) \
         == ("462295e5101613f4f6a558e0d8a8a99b", 1561462612)
+
+
+def test_fast_key_paths_equal_the_general_encoding():
+    """row_id's written-out JSON and the keys' shared messages encoding give exactly the general path's digests,
+    on random text with quotes, backslashes, control and non-ASCII characters."""
+    import random
+    import string
+
+    from synthlang.plan import keys as K
+    from synthlang.plan.reuse import relaxed_key
+
+    rnd = random.Random(1)
+
+    def text() -> str:
+        return "".join(rnd.choice(string.printable + 'éü中\x00"\\') for _ in range(rnd.randint(0, 40)))
+
+    for _ in range(500):
+        msgs = [{"role": "user", "content": text()}, {"role": "system", "content": text()}][:rnd.randint(1, 2)]
+        sampling = {"temperature": rnd.choice([0, 0.5, 1.0]), "max_tokens": rnd.randint(1, 100), "top_p": 0.9}
+        args = (rnd.choice(["fake", "openai"]), text(), msgs, sampling, rnd.randint(0, 3), rnd.choice([None, 7]),
+                rnd.choice([None, {"type": "object"}]), rnd.choice([None, "r"]), rnd.choice([None, 2]))
+        r = rnd.choice([0, 1, 2])
+        mtext = K.messages_json(msgs)
+        assert K.call_key(*args, round_=r) == K.call_key(*args, round_=r, messages_text=mtext)
+        assert relaxed_key(*args, round_=r) == relaxed_key(*args, round_=r, messages_text=mtext)
+        fp, parents, k = K.digest(text()), [K.digest(text(), 24) for _ in range(rnd.randint(0, 3))], rnd.randint(0, 5)
+        assert K.row_id(fp, parents, k) == K.digest({"step": fp, "parents": parents, "sample": k}, 24)
+    # not hex: the general path
+    assert K.row_id("a b", ['x"y'], 0) == K.digest({"step": "a b", "parents": ['x"y'], "sample": 0}, 24)

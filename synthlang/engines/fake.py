@@ -60,15 +60,23 @@ class FakeEngine:
                 props = schema.get("properties") or {}
                 text = json.dumps({p: _fake_value(sub, h) for p, sub in props.items()})
             else:
-                nums = _NUMBER.findall(content)
-                last = nums[-1] if nums else "0"
-                text = f"Fake reply {h} to: {content[-60:]}\nThe answer is {last}."
+                text = f"Fake reply {h} to: {content[-60:]}\nThe answer is {_last_number(content)}."
             yield Result(req.key, text=text, finish_reason="stop", prompt_tokens=len(content.split()),
                          completion_tokens=len(text.split()), latency_s=delay,
                          logprobs=[-0.1] * 4 if req.logprobs is not None else None)
 
     def close(self) -> None:
         pass
+
+
+def _last_number(text: str) -> str:
+    """The last run of digits in ``text`` (``"0"`` if none), reading only its end when the end has one."""
+    tail = text[-200:]
+    nums = _NUMBER.findall(tail)
+    if nums and (len(tail) == len(text) or not tail[0].isdigit() or len(nums) > 1):
+        return nums[-1]
+    nums = _NUMBER.findall(text)
+    return nums[-1] if nums else "0"
 
 
 def _fake_value(sub: object, h: str) -> object:

@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from synthlang.errors import ConfigError
 from synthlang.outputs.shapes import FORMATS, PLAIN, mapping_summary, parse_split, resolve_slots
+from synthlang.store.store import ORJSON_OPTS
 
 
 @dataclass
@@ -353,11 +356,14 @@ def jsonl_line(rec: dict[str, Any]) -> str:
     """One JSONL line: UTF-8 text as is, except the characters that readers splitting on Unicode
     line boundaries (``str.splitlines``) would break on, which are JSON-escaped (they decode back
     to the same characters). Strict JSON: NaN/Infinity are refused (callers scrub them to null first)."""
-    try:
-        line = json.dumps(rec, ensure_ascii=False, allow_nan=False, default=str)
-    except ValueError:
-        _scrub([rec])
-        line = json.dumps(rec, ensure_ascii=False, allow_nan=False, default=str)
+    try:   # orjson: ~10x json's speed; NaN/Infinity become null, as _scrub makes them
+        line = orjson.dumps(rec, default=str, option=ORJSON_OPTS).decode()
+    except (orjson.JSONEncodeError, TypeError):   # an int beyond 64 bits, a non-text key orjson refuses
+        try:
+            line = json.dumps(rec, ensure_ascii=False, allow_nan=False, default=str)
+        except ValueError:
+            _scrub([rec])
+            line = json.dumps(rec, ensure_ascii=False, allow_nan=False, default=str)
     for ch, esc in _LINE_BREAKS.items():
         if ch in line:
             line = line.replace(ch, esc)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthlang.errors import ConfigError
-from synthlang.execute.scheduler import round_fingerprint
+from synthlang.execute.scheduler import hydrate, round_fingerprint
 from synthlang.expr import evaluate
 from synthlang.plan.keys import digest
 from synthlang.plan.program import LoopSpec
@@ -93,6 +93,8 @@ def run_loop_node(graph: Graph, lp: LoopSpec, inputs: dict[str, list[Row]]) -> d
         if runner._stop is not None:
             return {}
         new: dict[str, list[Row]] = {p: [] for p in pools}
+        for rows in sub.kept.values():   # rows reused by id carry no data yet: pools and training read it
+            hydrate(runner.store, rows)
         for st in lp.steps:
             per_step[st.name].extend(Row(x.rid, x.data, (r, *x.ord), x.parents) for x in sort_rows(sub.kept.get(st.name, [])))
         for pool, step in lp.feeds:

@@ -41,16 +41,43 @@ if TYPE_CHECKING:
 
 #: rows per message a source emits
 SOURCE_CHUNK = 2048
+#: backpressure: a node waits to emit while a streaming consumer already has this many rows it has not finished
+#: (held, or with calls in flight), so memory follows the work in flight, not the dataset. Large enough to keep
+#: a vLLM batch full and an API engine's concurrency busy from one step alone.
+HIGH_WATER = 4096
 
 
 @dataclass(slots=True)
 class Row:
-    """A row in flight: id, fields, canonical order key, parent row ids."""
+    """A row in flight: id, fields, canonical order key, parent row ids.
+
+    ``data`` is ``None`` for a row reused from the store by id whose fields nobody needed yet
+    (:func:`hydrate` loads them in bulk where an operator or prompt reads them).
+    """
 
     rid: str
-    data: dict[str, Any]
+    data: dict[str, Any] | None
     ord: tuple[int, ...]
     parents: tuple[str, ...] = ()
+
+
+def hydrate(store: Any, rows: list[Row]) -> list[Row]:
+    """Load the data of reused rows passed on by id (``data is None``) in one lookup; returns ``rows``.
+
+    Raises:
+        StoreError: a reused row is no longer in the store (the file was changed under the run).
+    """
+    lazy = [r for r in rows if r.data is None]
+    if lazy:
+        from synthlang.errors import StoreError
+
+        got = store.ok_rows([r.rid for r in lazy])
+        for r in lazy:
+            d = got.get(r.rid)
+            if d is None:
+                raise StoreError(f"row {r.rid} was reused from {store.path} but is no longer there")
+            r.data = d
+    return rows
 
 
 def ord_text(o: tuple[int, ...]) -> str:
@@ -280,14 +307,37 @@ class Node:
         self.open: set[str] = set(main) | set(side)
         self.side_rows: dict[str, list[Row]] = {s: [] for s in side}
         self.held: list[Row] = []          # main rows waiting (global node, or side inputs not complete)
+        self.pending_rows = 0              # rows sent to this node's inbox not yet taken out (backpressure)
+        self._pending_lock = threading.Lock()
         self.thread = threading.Thread(target=self._main, name=f"node-{name}", daemon=True)
 
     # -- wiring
     def emit(self, name: str, rows: list[Row]) -> None:
+        """Hand ``rows`` to every consumer of output ``name``, first waiting while one of them is behind
+        (:data:`HIGH_WATER`); a consumer that holds rows for another reason (a global step, side inputs still
+        open) never makes its producer wait, so backpressure cannot deadlock the graph."""
         if rows:
             self.graph.keep(self, name, rows)
-            for node, as_name in self.subs.get(name, ()):
+            subs = self.subs.get(name, ())
+            while not self.graph.stopping and any(node.backlog() > HIGH_WATER for node, _ in subs):
+                time.sleep(0.002)
+            for node, as_name in subs:
+                node.backlog_add(len(rows))
                 node.inbox.put(("rows", as_name, rows))
+
+    def backlog(self) -> int:
+        """Rows this node was given and has not finished, while it streams (0 when it holds rows on purpose)."""
+        if not self.stream or (set(self.side) & self.open):
+            return 0
+        return self.pending_rows + self.unfinished()
+
+    def backlog_add(self, n: int) -> None:
+        with self._pending_lock:
+            self.pending_rows += n
+
+    def unfinished(self) -> int:
+        """Rows taken in but not done (calls in flight); 0 for nodes that finish a batch at once."""
+        return 0
 
     def _end_outputs(self) -> None:
         for name in self.provides:
@@ -331,6 +381,8 @@ class Node:
         kind = msg[0]
         if kind == "rows":
             _, name, rows = msg
+            with self._pending_lock:
+                self.pending_rows -= len(rows)
             if name in self.side_rows:
                 self.side_rows[name].extend(rows)
             elif self.stream and not (set(self.side) & self.open) and not self.graph.stopping:
@@ -416,13 +468,13 @@ class StepNode(Node):
             self.graph.runner.progress.start_step(self.display, 0)
 
     def ctx(self, rows: list[Row]) -> RowContext:
-        side = {name: sort_rows(rs) for name, rs in self.side_rows.items()}
+        runner = self.graph.runner
+        side = {name: hydrate(runner.store, sort_rows(rs)) for name, rs in self.side_rows.items()}
         if self.reads_input:   # the whole main input, handed over once at the end (this node does not stream)
-            side[self.spec.input] = sort_rows(rows)
+            side[self.spec.input] = hydrate(runner.store, sort_rows(rows))
         for name in self.side:   # inside a loop, `against=POOL` reads the whole pool, not only the last round's rows
             if name in self.graph.whole:
-                side[name] = self.graph.whole[name]
-        runner = self.graph.runner
+                side[name] = hydrate(runner.store, self.graph.whole[name])
         return RowContext(round=self.graph.round, params=dict(runner.program.params),
                           nodes={k: [r.data for r in v] for k, v in side.items()},
                           row_ids=[r.rid for r in rows], parent_ids=[r.parents for r in rows],
@@ -443,6 +495,9 @@ class StepNode(Node):
 
     def busy(self) -> bool:
         return self.llm is not None and self.llm.busy()
+
+    def unfinished(self) -> int:
+        return self.llm.unfinished() if self.llm is not None else 0
 
     def on_message(self, msg: tuple[Any, ...]) -> None:
         if self.llm is not None:
@@ -486,7 +541,7 @@ class LoopNode(Node):
         while self.open:
             msg = self.inbox.get()
             if msg[0] == "rows":
-                got[msg[1]].extend(msg[2])
+                got[msg[1]].extend(hydrate(self.graph.runner.store, msg[2]))
             elif msg[0] == "end":
                 self.open.discard(msg[1])
         if self.graph.stopping:

@@ -378,7 +378,7 @@ def _sql_query(spec: SourceSpec, sql: str, shown: str, store: Any) -> tuple[list
 
     # the run's node threads share the store's connection: none of them may reopen it while this query
     # holds its own read-only connection to the same file (DuckDB refuses two configurations in one process)
-    with getattr(store, "_lock", None) or contextlib.nullcontext():
+    with getattr(store, "_db", None) or contextlib.nullcontext():
         path = _sql_target(spec, store)
         try:
             return query_readonly(path, sql)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlang.errors import ConfigError, SynthError
+from synthlang.store.store import loads_json
 
 
 @dataclass
@@ -158,7 +159,7 @@ def step_rows(store: Any, run_id: str, step: str, include_failed: bool = False) 
     """The rows ``run_id`` made or reused for ``step``, in input order (see the module doc)."""
     sql = _ORDERED.format(status="" if include_failed else "AND r.status = 'ok'")
     _, rows = store.query(sql, [run_id, step])
-    return [Row(rid, json.loads(d) if d else {}, parent, rnd or 0, status) for rid, d, rnd, status, parent, _ in rows]
+    return [Row(rid, loads_json(d) if d else {}, parent, rnd or 0, status) for rid, d, rnd, status, parent, _ in rows]
 
 
 def export_rows_of(store: Any, run_id: str, step: str, program: Any = None, include_failed: bool = False) -> list[Row]:

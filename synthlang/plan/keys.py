@@ -32,9 +32,37 @@ def _digest_json(text: str, n: int = 32) -> str:
     return h.hexdigest()[:n]
 
 
+def digest_text(text: str, n: int = 32) -> str:
+    """:func:`digest` of an object whose canonical JSON is ``text`` (already encoded)."""
+    return _digest_json(text, n)
+
+
 def digest(obj: Any, n: int = 32) -> str:
     """sha256 hex of ``obj``'s canonical JSON with :data:`CACHE_VERSION` mixed in; first ``n`` digits."""
     return _digest_json(_ENCODE(obj), n)
+
+
+#: a stand-in for the messages in a key's body: the body is encoded around it and the messages' canonical JSON,
+#: encoded once per call (:func:`messages_json`), put in its place. Canonical JSON sorts keys by name, never by
+#: value, so the text is byte-identical to encoding the body with the messages in it.
+_MSGS = "\x00synthlang-messages\x00"
+_MSGS_JSON = _ENCODE(_MSGS)
+
+
+def messages_json(messages: list[dict[str, str]] | tuple[dict[str, str], ...]) -> str:
+    """The canonical JSON of rendered messages, to share between :func:`call_key` and ``relaxed_key``."""
+    return _ENCODE(list(messages))
+
+
+def encode_body(body: dict[str, Any], messages_text: str | None) -> str:
+    """``canonical_json(body)``, with ``body["messages"]`` taken from its already encoded text when given."""
+    if messages_text is None:
+        return _ENCODE(body)
+    text = _ENCODE({**body, "messages": _MSGS})
+    i = text.find(_MSGS_JSON)
+    if i < 0 or text.find(_MSGS_JSON, i + 1) >= 0:   # the stand-in inside a model id, say: encode it all
+        return _ENCODE(body)
+    return text[:i] + messages_text + text[i + len(_MSGS_JSON):]
 
 
 def call_key(
@@ -48,6 +76,7 @@ def call_key(
     revision: str | None = None,
     logprobs: int | None = None,
     round_: int = 0,
+    messages_text: str | None = None,
 ) -> tuple[str, int]:
     """A call's cache key and its effective seed.
 
@@ -66,6 +95,7 @@ def call_key(
             augments a still-wrong seed with a new item, not round 1's cached one), while a re-run of the
             same recipe hits the same keys. Round 0 and non-loop keys are unchanged, and so are greedy
             calls (``temperature`` 0: one possible reply, so a re-asked call stays cached).
+        messages_text: :func:`messages_json` of ``messages``, when the caller has it (no second encoding).
 
     Returns:
         ``(key, seed)``: 32 hex digits and a 31-bit seed.
@@ -83,7 +113,7 @@ def call_key(
     # "seed" sorts after every other key of the body, so the canonical JSON of the body with its seed is
     # the JSON without it plus `,"seed":N}`: one encoding serves both digests (keys stay byte-identical,
     # pinned by tests/test_keys_pinned.py).
-    text = _ENCODE(body)
+    text = encode_body(body, messages_text)
     if seed is None:
         seed = int(_digest_json(text, 8), 16) & 0x7FFFFFFF
     return _digest_json(f'{text[:-1]},"seed":{seed if type(seed) is int else _ENCODE(seed)}}}'), seed
@@ -119,4 +149,9 @@ def sample_seed(step_seed: int, sample_index: int, round_: int = 0) -> int:
 
 def row_id(step_fingerprint: str, parent_ids: tuple[str, ...] | list[str], sample_index: int) -> str:
     """A row's id, derived from content: step fingerprint, parent row ids, sample index (24 hex digits)."""
+    if type(sample_index) is int and step_fingerprint.isalnum() and all(type(p) is str and p.isalnum() for p in parent_ids):
+        # the canonical JSON written out (ids and fingerprints are hex digits, which JSON never escapes):
+        # byte-identical to the general path below, at a fraction of its cost (tests/test_keys_pinned.py)
+        return _digest_json('{"parents":[' + ",".join(['"' + p + '"' for p in parent_ids]) + '],"sample":'
+                            + str(sample_index) + ',"step":"' + step_fingerprint + '"}', 24)
     return digest({"step": step_fingerprint, "parents": list(parent_ids), "sample": sample_index}, 24)

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from synthlang.plan.keys import digest
+from synthlang.plan.keys import digest_text, encode_body
 
 
 def relaxed_key(engine: str, model_id: str, messages: list[dict[str, str]] | tuple[dict[str, str], ...],
                 sampling: dict[str, Any], sample_index: int, seed: int | None,
                 json_schema: dict[str, Any] | None = None, revision: str | None = None,
-                logprobs: int | None = None, round_: int = 0) -> str:
+                logprobs: int | None = None, round_: int = 0, messages_text: str | None = None) -> str:
     """The call key without ``max_tokens`` (and without a derived seed): 32 hex digits.
 
     Args: as :func:`synthlang.plan.keys.call_key`; ``seed`` is the user's ``seed=`` or ``None``; a loop
@@ -43,7 +43,7 @@ def relaxed_key(engine: str, model_id: str, messages: list[dict[str, str]] | tup
     }
     if round_ and sampling.get("temperature", 1.0) != 0:
         body["round"] = round_
-    return digest(body)
+    return digest_text(encode_body(body, messages_text))
 
 
 def reusable(call: dict[str, Any], max_tokens: int) -> bool:
@@ -53,7 +53,8 @@ def reusable(call: dict[str, Any], max_tokens: int) -> bool:
 
 
 def reuse_stopped_calls(store: Any, by_key: dict[str, list[Any]], cached: dict[str, dict[str, Any]],
-                        relaxed: dict[str, str], max_tokens: int, skip: set[str]) -> dict[str, dict[str, Any]]:
+                        relaxed: dict[str, str], max_tokens: int, skip: set[str],
+                        model: tuple[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Stored calls that answer the uncached keys of a step under the rule above.
 
     Args:
@@ -63,6 +64,7 @@ def reuse_stopped_calls(store: Any, by_key: dict[str, list[Any]], cached: dict[s
         relaxed: call key → its :func:`relaxed_key`.
         max_tokens: the step's ``max_tokens``.
         skip: keys never to answer from the cache (``--retry-failed``).
+        model: ``(engine, model id)`` of the keys (lets the store skip a model it has no call of).
 
     Returns:
         New call key → the reused call (as :meth:`Store.get_calls` gives it). The tasks of each
@@ -71,7 +73,8 @@ def reuse_stopped_calls(store: Any, by_key: dict[str, list[Any]], cached: dict[s
     want = {k: relaxed[k] for k in by_key if k not in cached and k not in skip and k in relaxed}
     if not want or not hasattr(store, "get_calls_relaxed"):
         return {}
-    found = store.get_calls_relaxed(sorted(set(want.values())))
+    found = store.get_calls_relaxed(sorted(set(want.values())), model) if model else \
+        store.get_calls_relaxed(sorted(set(want.values())))
     out: dict[str, dict[str, Any]] = {}
     for key, rk in want.items():
         call = next((c for c in found.get(rk, []) if reusable(c, max_tokens)), None)

@@ -85,12 +85,15 @@ CREATE TABLE IF NOT EXISTS rows (
     created_at TIMESTAMP
 );
 
+-- No primary key on lineage and run_rows (each one is an ART index DuckDB updates on every insert: together
+-- about a quarter of a bulk flush). Their rows are written with their child row in one transaction, so a
+-- duplicate edge or link can only come with a row already stored, which the rows key rejects; the writer
+-- then writes that batch again set-based, skipping edges and links already present (store.py: _insert).
 CREATE TABLE IF NOT EXISTS lineage (
     child_id VARCHAR,
     parent_id VARCHAR,
     step VARCHAR,
-    round INTEGER,
-    PRIMARY KEY (child_id, parent_id)
+    round INTEGER
 );
 
 -- `synth lineage` walks child -> parents: an index on child_id makes each step a lookup, not a scan
@@ -101,8 +104,7 @@ CREATE TABLE IF NOT EXISTS run_rows (
     row_id VARCHAR,
     step VARCHAR,
     reused BOOLEAN,
-    ord VARCHAR,                    -- the row's canonical position in its step (exports sort by it)
-    PRIMARY KEY (run_id, row_id, step)
+    ord VARCHAR                     -- the row's canonical position in its step (exports sort by it)
 );
 
 CREATE TABLE IF NOT EXISTS exports (
