@@ -15,6 +15,7 @@ from typing import Any
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.parsers.lalr_analysis import Shift
 
 from synthlang import ast
 from synthlang.errors import Span, SynthSyntaxError, remember_source
@@ -77,7 +78,7 @@ def _run(start: str, text: str, path: str) -> Any:
     red.build.path = path
     red.error = None
     try:
-        out = red.lark.parse(text)
+        out = red.parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, path, text) from None
     except RecursionError:
@@ -526,6 +527,77 @@ class _Reducer:
             raise RuntimeError("this Lark version keeps its LALR callbacks elsewhere; synthlang needs lark>=1.2,<2")
         for rule in lark.rules:
             callbacks[rule] = self._callback(rule)
+        # The LALR table with plain-str keys and each reduce as (size, callback, goto symbol): Lark's own loop
+        # (ParserState.feed_token) hashes and compares Rule and Token objects in Python on every reduction.
+        table = lark.parser.parser.parser.parse_table
+        (start,) = lark.options.start
+        self.start_state = table.start_states[start]
+        self.end_state = table.end_states[start]
+        self.states: dict[Any, dict[str, tuple[bool, Any]]] = {
+            state: {str(sym): (True, arg) if action is Shift else
+                    (False, (len(arg.expansion), None if callbacks[arg] is _first else callbacks[arg], str(arg.origin.name)))
+                    for sym, (action, arg) in actions.items()}
+            for state, actions in table.states.items()
+        }
+
+    def parse(self, text: str) -> Any:
+        """Parse ``text`` into its top AST value, running the LALR loop here over Lark's contextual lexer.
+
+        The loop is Lark's (``ParserState.feed_token``) without its per-reduction Python-level ``Rule`` and
+        ``Token`` comparisons. At any error it parses again with Lark's own loop, which raises exactly the
+        exception Lark gives (with its parser state, for the expected-token list).
+
+        Raises:
+            lark.exceptions.UnexpectedInput: the text is not in the grammar.
+        """
+        states = self.states
+        state_stack = [self.start_state]
+        value_stack: list[Any] = []
+        cursor = _Cursor(state_stack)
+        token = None
+        try:
+            for token in self.lark.parser._make_lexer_thread(text).lex(cursor):
+                ttype = token.type
+                while True:
+                    shift, arg = states[state_stack[-1]][ttype]
+                    if shift:
+                        state_stack.append(arg)
+                        value_stack.append(token)
+                        break
+                    size, callback, origin = arg
+                    if callback is None:  # `?a: b`: the value stays, only the state changes
+                        state_stack[-1] = states[state_stack[-2]][origin][1]
+                        continue
+                    if size:
+                        children = value_stack[-size:]
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                    else:
+                        children = []
+                    value_stack.append(callback(children))
+                    state_stack.append(states[state_stack[-1]][origin][1])
+            end = self.end_state
+            while True:
+                shift, arg = states[state_stack[-1]]["$END"]
+                if shift:
+                    raise KeyError("$END")
+                size, callback, origin = arg
+                if callback is None:
+                    state_stack[-1] = states[state_stack[-2]][origin][1]
+                else:
+                    if size:
+                        children = value_stack[-size:]
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                    else:
+                        children = []
+                    value_stack.append(callback(children))
+                    state_stack.append(states[state_stack[-1]][origin][1])
+                if state_stack[-1] == end:
+                    return value_stack[-1]
+        except (KeyError, UnexpectedInput):
+            self.error = None
+            return self.lark.parse(text)   # raises Lark's own exception at the same token
 
     def _callback(self, rule: Any) -> Any:
         name = rule.alias or rule.options.template_source or rule.origin.name
@@ -639,6 +711,19 @@ class _Reducer:
 
 def _first(children: list[Any]) -> Any:
     return children[0]
+
+
+class _Cursor:
+    """What Lark's contextual lexer reads of the parser: the current LALR state (``position``)."""
+
+    __slots__ = ("stack",)
+
+    def __init__(self, stack: list[Any]) -> None:
+        self.stack = stack
+
+    @property
+    def position(self) -> Any:
+        return self.stack[-1]
 
 
 def parse(text: str, path: str = "<string>") -> ast.Recipe:
