@@ -239,3 +239,13 @@ def test_parses_from_threads_at_once_stay_apart():
     for r, t in zip(out, texts * 4, strict=True):
         assert r.header.name == t.split()[1] and r.path == t.split()[1] + ".synth"
         assert r.decls[0].name == "p" + t.split()[1][1:]
+
+
+def test_the_installed_lark_gives_the_fast_path_its_tables():
+    """The parser reads Lark's per-state lexers and LALR table; a Lark release that moved them would silently
+    fall back to Lark's own (3x slower) loop: bench/check_bench.py's target depends on this."""
+    from synthlang.syntax.parser import _reducer
+
+    red = _reducer("start")
+    assert red.lexers is not None and set(red.lexers) == set(red.states)
+    assert red.parse('recipe r\nparam p: int = 1\n')[0].decls[0].name == "p"

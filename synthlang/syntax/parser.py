@@ -539,25 +539,71 @@ class _Reducer:
                     for sym, (action, arg) in actions.items()}
             for state, actions in table.states.items()
         }
+        self.lexers = self._state_lexers()
+
+    def _state_lexers(self) -> dict[Any, tuple[tuple[Any, ...], dict[str, Any], frozenset[str], frozenset[str]]] | None:
+        """Per LALR state, what Lark's contextual lexer uses there: its regexes, token callbacks, newline and ignored types.
+
+        None when this Lark release keeps them elsewhere (then :meth:`parse` uses Lark's own lexer and loop).
+        """
+        try:
+            out = {}
+            for state, lexer in self.lark.parser.lexer.lexers.items():
+                scanner = lexer.scanner   # builds lexer.callback too
+                out[state] = (tuple(scanner._mres), dict(lexer.callback), frozenset(lexer.newline_types),
+                              frozenset(lexer.ignore_types))
+            if set(out) != set(self.states) or self.lark.options.postlex is not None:
+                return None
+            return out
+        except AttributeError:  # pragma: no cover - a Lark release that moved its internals
+            return None
 
     def parse(self, text: str) -> Any:
-        """Parse ``text`` into its top AST value, running the LALR loop here over Lark's contextual lexer.
+        """Parse ``text`` into its top AST value, running the lexer and the LALR loop here.
 
-        The loop is Lark's (``ParserState.feed_token``) without its per-reduction Python-level ``Rule`` and
-        ``Token`` comparisons. At any error it parses again with Lark's own loop, which raises exactly the
+        The loop is Lark's (``ContextualLexer.lex`` with ``BasicLexer.next_token``, and
+        ``ParserState.feed_token``) over the same regexes and parse table, without Lark's per-token
+        generator and attribute updates or its per-reduction Python-level ``Rule``/``Token`` comparisons.
+        Tokens are the same ``Token`` objects with the same positions, and lexer callbacks (comments) run
+        as in Lark. At any error it parses again with Lark's own lexer and loop, which raise exactly the
         exception Lark gives (with its parser state, for the expected-token list).
 
         Raises:
             lark.exceptions.UnexpectedInput: the text is not in the grammar.
         """
+        lexers = self.lexers
+        if lexers is None:  # pragma: no cover - see _state_lexers
+            return self.lark.parse(text)
         states = self.states
         state_stack = [self.start_state]
         value_stack: list[Any] = []
-        cursor = _Cursor(state_stack)
-        token = None
+        pos, line, line_start, size_text = 0, 1, 0, len(text)
         try:
-            for token in self.lark.parser._make_lexer_thread(text).lex(cursor):
-                ttype = token.type
+            while pos < size_text:
+                mres, token_callbacks, newline_types, ignore_types = lexers[state_stack[-1]]
+                for mre in mres:
+                    m = mre.match(text, pos)
+                    if m:
+                        break
+                else:
+                    raise KeyError("no token")
+                value = m.group(0)
+                ttype = m.lastgroup
+                start, start_line, start_col = pos, line, pos - line_start + 1
+                if ttype in newline_types:
+                    newlines = value.count("\n")
+                    if newlines:
+                        line += newlines
+                        line_start = pos + value.rindex("\n") + 1
+                pos += len(value)
+                if ttype in ignore_types:
+                    if ttype in token_callbacks:
+                        token_callbacks[ttype](_token(ttype, value, start, start_line, start_col, line, pos - line_start + 1, pos))
+                    continue
+                token = _token(ttype, value, start, start_line, start_col, line, pos - line_start + 1, pos)
+                if ttype in token_callbacks:
+                    token = token_callbacks[ttype](token)
+                    ttype = token.type
                 while True:
                     shift, arg = states[state_stack[-1]][ttype]
                     if shift:
@@ -595,7 +641,7 @@ class _Reducer:
                     state_stack.append(states[state_stack[-1]][origin][1])
                 if state_stack[-1] == end:
                     return value_stack[-1]
-        except (KeyError, UnexpectedInput):
+        except KeyError:
             self.error = None
             return self.lark.parse(text)   # raises Lark's own exception at the same token
 
@@ -709,21 +755,14 @@ class _Reducer:
         return callback
 
 
+# Token(type, value, start_pos, line, column, end_line, end_column, end_pos); lark 1.3 routes Token() through _future_new.
+_token = getattr(Token, "_future_new", Token)
+
+
 def _first(children: list[Any]) -> Any:
     return children[0]
 
 
-class _Cursor:
-    """What Lark's contextual lexer reads of the parser: the current LALR state (``position``)."""
-
-    __slots__ = ("stack",)
-
-    def __init__(self, stack: list[Any]) -> None:
-        self.stack = stack
-
-    @property
-    def position(self) -> Any:
-        return self.stack[-1]
 
 
 def parse(text: str, path: str = "<string>") -> ast.Recipe:
