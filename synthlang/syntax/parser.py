@@ -488,8 +488,10 @@ class _Build:
 
 # Deeper than this many nested nodes (a Lark tree's depth, e.g. ``-(-(-(...)))`` or ``f(f(f(...)))``),
 # a recipe is refused with "nests too deeply": the checker and the planner walk expressions
-# recursively. Close to where the tree transformer this module used before hit Python's recursion limit.
-MAX_NESTING = 480
+# recursively. The tree transformer this module used before hit Python's recursion limit (1,000
+# frames, two per level) between 480 and 492 levels depending on the caller's stack, sometimes as a
+# VisitError traceback; 492 accepts everything it accepted, always with the clean error beyond.
+MAX_NESTING = 492
 
 _NESTS = "the recipe nests too deeply to parse"
 
