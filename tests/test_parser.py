@@ -249,3 +249,16 @@ def test_the_installed_lark_gives_the_fast_path_its_tables():
     red = _reducer("start")
     assert red.lexers is not None and set(red.lexers) == set(red.states)
     assert red.parse('recipe r\nparam p: int = 1\n')[0].decls[0].name == "p"
+
+
+def test_parse_expr_gives_builder_errors_as_positioned_errors():
+    """`--param` values go through parse_expr: an integer Python refuses to convert (over 4,300 digits) was a
+    raw VisitError traceback there; it is now the same positioned error a recipe gets."""
+    from synthlang.syntax import parse_expr
+
+    with pytest.raises(SynthSyntaxError) as ei:
+        parse_expr("1 + " + "9" * 5000, "--param n")
+    assert ei.value.span.path == "--param n" and ei.value.span.col == 5
+    with pytest.raises(SynthSyntaxError) as ei:
+        parse_expr("{a: 1, a: 2}", "--param o")
+    assert "appears twice" in ei.value.message
