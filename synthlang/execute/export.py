@@ -126,6 +126,10 @@ def export_step(store: Any, step: str, path: str | Path, fmt: str, options: dict
     known = read.steps_of_run(store, run_id)
     if step not in known and read.loop_of(program, step) is None:
         raise ConfigError(f"run {run_id} has no step '{step}'" + (f"; steps: {', '.join(sorted(known))}" if known else ""))
+    types = read.field_types(program, step)
+    if (res.container == "jsonl" and fmt in PLAIN and not opts.get("split") and types and hasattr(store, "iter_query")
+            and read.loop_of(program, step) is None and not read.fed_by(program, step)):
+        return _stream_jsonl(store, res, run_id, step, list(types), opts, include_failed, root)
     rows = read.export_rows_of(store, run_id, step, program, include_failed)
     res.source_rows = len(rows)
     types = read.field_types(program, step)
@@ -272,6 +276,43 @@ def _atomic_folder(path: Path, root: Path | None, write: Any) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _stream_jsonl(store: Any, res: ExportResult, run_id: str, step: str, field_names: list[str], opts: dict[str, Any],
+                  include_failed: bool, root: Path | None) -> ExportResult:
+    """A plain JSONL export without splits, streamed from the store in input order, a chunk of rows at a time
+    (memory bounded by the chunk, not the step; the same lines as the whole-list path)."""
+    from synthlang.outputs import read
+    from synthlang.outputs.build import shape_rows
+
+    problem = resolve_slots(res.format, opts, field_names)
+    if problem:
+        raise ConfigError(f"export of '{step}' as {res.format}: {problem}")
+    for f in opts.get("fields") or []:
+        if f not in field_names:
+            raise ConfigError(f"export of '{step}': unknown field '{f}' in fields; fields: {', '.join(field_names)}")
+    nonfinite = 0
+
+    def write(f: Any) -> None:
+        nonlocal nonfinite
+        for chunk in read.iter_step_rows(store, run_id, step, include_failed):
+            res.source_rows += len(chunk)
+            examples, _, _ = shape_rows(res.format, chunk, opts)
+            nonfinite += _scrub(examples)
+            res.rows += len(examples)
+            f.write("".join(jsonl_line(r) for r in examples))
+
+    _atomic_file(res.path, root, write)
+    if nonfinite:
+        res.warnings.append(f"{nonfinite} NaN/Infinity values written as null")
+    if not res.rows:
+        _, failed = store.query("SELECT count(*) FROM run_rows rr JOIN rows r USING (row_id) WHERE rr.run_id=? AND rr.step=? "
+                                "AND r.status='failed'", [run_id, step])
+        n_failed = failed[0][0] if failed else 0
+        res.warnings.append(f"'{step}' has 0 rows to export in run {run_id}"
+                            + (f" ({n_failed} failed; see them with: synth query \"SELECT error, count(*) FROM failures "
+                               f"WHERE step='{step}' GROUP BY ALL\")" if n_failed else ""))
+    return res
 
 
 def _write(res: ExportResult, examples: list[dict[str, Any]], parts: dict[str, list[dict[str, Any]]] | None,

@@ -162,6 +162,13 @@ def step_rows(store: Any, run_id: str, step: str, include_failed: bool = False) 
     return [Row(rid, loads_json(d) if d else {}, parent, rnd or 0, status) for rid, d, rnd, status, parent, _ in rows]
 
 
+def iter_step_rows(store: Any, run_id: str, step: str, include_failed: bool = False, chunk: int = 4096) -> Any:
+    """:func:`step_rows` a chunk at a time (lists of :class:`Row`), read from the store as they are written out."""
+    sql = _ORDERED.format(status="" if include_failed else "AND r.status = 'ok'")
+    for rows in store.iter_query(sql, [run_id, step], chunk):
+        yield [Row(rid, loads_json(d) if d else {}, parent, rnd or 0, status) for rid, d, rnd, status, parent, _ in rows]
+
+
 def export_rows_of(store: Any, run_id: str, step: str, program: Any = None, include_failed: bool = False) -> list[Row]:
     """The rows an export of ``step`` writes: a step's own rows, a loop's fed rows, or a pool with what was fed to it.
 
