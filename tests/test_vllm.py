@@ -82,6 +82,31 @@ def test_results_arrive_before_the_whole_batch_finishes(llm):
     assert first.latency_s < min(r.latency_s for r in rest)
 
 
+def test_requests_from_more_join_the_running_batch(llm):
+    """Issue 9: what the dispatcher's ``more`` hands over while ``generate`` steps joins the running batch (it
+    finishes before the long request that was already running), fails alone when too long, and samples exactly
+    as it would alone (seeded)."""
+    long = SamplingParams(temperature=0.0, max_tokens=48, stop=())
+    short = SamplingParams(temperature=0.0, max_tokens=2)
+    extra = [[req("late", "Hi", sampling=short), req("late-long", "word " * 400)], [], [req("late2", "Say yes.", seed=3)]]
+    pulls = []
+
+    def more():
+        pulls.append(len(extra))
+        return extra.pop(0) if extra else []
+
+    out = list(llm.generate([req("l0", "Count from 1 upward slowly, one number per line.", sampling=long)], more=more))
+    keys = [r.key for r in out]
+    assert sorted(keys) == ["l0", "late", "late-long", "late2"]
+    by = {r.key: r for r in out}
+    assert by["late-long"].finish_reason == "error" and "max_model_len=256" in by["late-long"].error
+    assert by["l0"].completion_tokens > 8, by["l0"].text   # long enough that joining shows
+    assert keys.index("late") < keys.index("l0")           # joined mid-batch, not queued behind it
+    assert len(pulls) >= by["l0"].completion_tokens        # pulled before every engine step
+    alone = list(llm.generate([req("late2", "Say yes.", seed=3)]))[0]
+    assert alone.error is None and alone.text == by["late2"].text
+
+
 def test_openai_engine_against_vllm_server(vllm_server):
     e = create_engine("openai", vllm_server.model, {"base_url": vllm_server.base_url, "concurrency": 8})
     try:
