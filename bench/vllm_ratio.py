@@ -21,11 +21,14 @@ median reported. The synthlang side also records how the dispatcher fed the engi
 the batch each turn started with, requests that joined a running batch, and each step's span (first
 request handed to the engine, last result) so step overlap is visible. ``--no-join`` hides the engine's
 ``accepts_more`` (each ``generate`` then runs its batch to the end, as before), for comparison.
+Both sides also count vLLM engine-core steps (``engine_steps``, ``mean_batch``): a noise-free figure; where a
+step's cost hardly depends on its batch (decode on a GPU), raw steps / synthlang steps predicts the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from typing import Any
 
@@ -62,6 +65,7 @@ def main() -> None:
     engine.load()
     load_s = time.perf_counter() - t0
     print(f"vllm.LLM built in {load_s:.1f} s", flush=True)
+    count_core_steps(engine)
     try:
         for chain in a.chain:
             measure(a, engine, chain, load_s, Request, SamplingParams, join=not a.no_join)
@@ -69,6 +73,36 @@ def main() -> None:
                 measure(a, engine, chain, load_s, Request, SamplingParams, join=False, suffix="_nojoin")
     finally:
         engine.close()
+
+
+#: engine-core steps (model forward passes) seen by the current side, and the sequences they carried
+CORE = {"steps": 0, "seqs": 0}
+
+
+def count_core_steps(engine: Any) -> None:
+    """Count vLLM engine-core steps: each ``get_output`` is one scheduler step of the core, and its
+    ``outputs`` are the requests that advanced in it. Noise-free, unlike seconds: on a GPU, where a decode
+    step costs about the same at batch 32 or 64, time follows the step count."""
+    core = engine._llm.llm_engine.engine_core
+    orig = core.get_output
+
+    def counted() -> Any:
+        out = orig()
+        n = len(getattr(out, "outputs", None) or ())
+        if n:
+            CORE["steps"] += 1
+            CORE["seqs"] += n
+        return out
+
+    core.get_output = counted
+
+
+def core_reset() -> None:
+    CORE["steps"] = CORE["seqs"] = 0
+
+
+def core_stats() -> dict[str, Any]:
+    return {"engine_steps": CORE["steps"], "mean_batch": round(CORE["seqs"] / max(1, CORE["steps"]), 2)}
 
 
 def measure(a: argparse.Namespace, engine: Any, chain: int, load_s: float, Request: Any, SamplingParams: Any,
@@ -127,7 +161,9 @@ def measure(a: argparse.Namespace, engine: Any, chain: int, load_s: float, Reque
 
     def synth(rep: int) -> dict[str, Any]:
         shared.reset()
+        core_reset()
         r = run_recipe(root, rep, lambda m: shared)
+        r.update(core_stats())
         by_step = recipe_calls(root, rep)
         spans = {}
         for st in steps:
@@ -140,7 +176,7 @@ def measure(a: argparse.Namespace, engine: Any, chain: int, load_s: float, Reque
                          "joined": sum(t["joined"] for t in shared.turns), "joins": sum(t["joins"] for t in shared.turns),
                          "step_spans": spans}
         print(f"    synthlang: {r['dispatch']['generate_turns']} generate turns, {r['dispatch']['joined']} requests joined "
-              f"a running batch, spans {spans}", flush=True)
+              f"a running batch, {r['engine_steps']} engine steps (mean batch {r['mean_batch']}), spans {spans}", flush=True)
         return r
 
     synth(0)   # warm-up, and the requests for the raw side
@@ -159,6 +195,7 @@ def measure(a: argparse.Namespace, engine: Any, chain: int, load_s: float, Reque
     def raw(rep: int) -> dict[str, Any]:
         batches = [([c["messages"] for c in calls[st]], [raw_params(c) for c in calls[st]]) for st in steps]
         per_step, toks, n = [], 0, 0
+        core_reset()
         t = time.perf_counter()
         for messages, params in batches:   # the hand-written script: all of step k, then all of step k+1
             ts = time.perf_counter()
@@ -168,9 +205,13 @@ def measure(a: argparse.Namespace, engine: Any, chain: int, load_s: float, Reque
             n += len(outs)
         wall = time.perf_counter() - t
         return {"seconds": wall, "calls": n, "completion_tokens": toks, "tokens_per_s": toks / wall,
-                "step_seconds": per_step}
+                "step_seconds": per_step, **core_stats()}
 
     result = alternate(synth, raw, a.reps)
+    steps_a = statistics.median(p["a"]["engine_steps"] for p in result["pairs"])
+    steps_b = statistics.median(p["b"]["engine_steps"] for p in result["pairs"])
+    result["engine_steps"] = {"synthlang_median": steps_a, "raw_median": steps_b, "raw_over_synthlang": steps_b / max(1, steps_a)}
+    print(f"  engine steps: synthlang {steps_a}, raw {steps_b} (raw/synthlang {steps_b / max(1, steps_a):.3f})", flush=True)
     result["overhead"] = synthlang_overhead(a.n, recipe=recipe)
     name = ("vllm_ratio" if chain == 1 else "vllm_ratio_chain3") + a.suffix + suffix
     write_result(name, {"model": a.model, "chain": chain, "steps": steps, "n": a.n, "max_tokens": a.max_tokens,
