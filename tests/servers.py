@@ -25,6 +25,19 @@ VLLM_CPU_ENV = {"OMP_NUM_THREADS": "2", "VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLL
                 "VLLM_CPU_KVCACHE_SPACE": "1"}
 
 
+def _cpu_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+#: bfloat16 where the CPU computes it natively; float32 elsewhere: on an AVX2-only CPU vLLM's oneDNN bf16
+#: linear cannot be built and its torch fallback took over a minute per SmolLM2 forward step (issue 9, vbench)
+VLLM_CPU_DTYPE = "bfloat16" if _cpu_bf16() else "float32"
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
@@ -120,7 +133,7 @@ def start_vllm_server(python: str | None = None, model_dir: Path | None = None, 
     port = free_port()
     cmd = [python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--served-model-name", LLAMA_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-           "--max-model-len", str(max_model_len), "--dtype", "bfloat16", "--enable-prefix-caching",
+           "--max-model-len", str(max_model_len), "--dtype", VLLM_CPU_DTYPE, "--enable-prefix-caching",
            # vLLM 0.32 on CPU kills its engine on seeded requests after a chunked prefill (see engines/vllm.py)
            "--no-enable-chunked-prefill"]
     proc, log = _spawn(cmd, VLLM_CPU_ENV, "vllm")

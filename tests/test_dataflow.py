@@ -146,6 +146,64 @@ def test_same_row_ids_and_export_order_with_1_or_64_in_flight(project):
     assert firsts == [q for q in seeds if q in firsts]
 
 
+class _Stepping:
+    """A continuous-batching fake in vLLM's shape: each engine step (5 ms) advances every request in flight by one
+    token and finishes those whose length (1-24 tokens, from the key) ran out. With ``join`` it declares
+    ``accepts_more`` and pulls requests that became ready before every step, as the vllm engine does."""
+
+    kind, model_id = "fake", "fake"
+
+    def __init__(self, join: bool) -> None:
+        self.accepts_more = join
+        self.inner = FakeEngine()
+        self.turns: list[int] = []            # requests each generate() started with
+        self.steps: list[set[str]] = []       # keys in flight at each engine step
+
+    def generate(self, reqs, more=None):
+        import time
+
+        running = {r.key: [r, 1 + int(r.key[:2], 16) % 24] for r in reqs}
+        self.turns.append(len(running))
+        while True:
+            if more is not None:
+                running.update({r.key: [r, 1 + int(r.key[:2], 16) % 24] for r in more()})
+            if not running:
+                return
+            time.sleep(0.005)
+            self.steps.append(set(running))
+            for key, slot in list(running.items()):
+                slot[1] -= 1
+                if slot[1] == 0:
+                    del running[key]
+                    yield next(iter(self.inner.generate([slot[0]])))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_later_steps_requests_join_the_running_engine_batch(project):
+    """Issue 9: two streamed steps on one engine share its batches. With an engine that accepts requests mid-batch
+    (vllm), some engine step holds rephrase and answer calls together; without it none does. Rows and export
+    are identical either way."""
+    text = FAKE_RECIPE.replace("limit: int = 4", "limit: int = 16")
+    out = {}
+    for join in (True, False):
+        eng = _Stepping(join)
+        s = _run(_runner(project, text, lambda m, e=eng: e, db=f"db{join}.duckdb"))
+        assert s.status == "finished" and s.calls_made == 16 + 32
+        con = duckdb.connect(str(project / f"db{join}.duckdb"), read_only=True)
+        step_of = dict(con.execute("SELECT call_key, step FROM calls").fetchall())
+        ids = con.execute("SELECT step, row_id FROM rows ORDER BY 1, 2").fetchall()
+        con.close()
+        mixed = [st for st in eng.steps if {step_of[k] for k in st} == {"r", "a"}]
+        out[join] = (mixed, eng.turns, ids, (project / "out" / "v.jsonl").read_text(encoding="utf-8"))
+    mixed, turns, ids, export = out[True]
+    assert mixed, "no engine step had rephrase and answer requests in flight together"
+    assert len(turns) < len(out[False][1])   # fewer generate() turns: requests joined running batches instead
+    assert out[False][0] == []               # the control: a batch that cannot grow never mixes the steps
+    assert ids == out[False][2] and export == out[False][3]
+
+
 def test_global_operator_after_a_streamed_chain_sees_its_whole_input_once(project, fake_factory, monkeypatch):
     monkeypatch.setenv("SYNTH_FAKE_DELAY", "0.005")
     text = FAKE_RECIPE.replace("limit: int = 4", "limit: int = 10").replace(

@@ -15,7 +15,7 @@ import pytest
 
 vllm = pytest.importorskip("vllm")
 
-from servers import VLLM_CPU_ENV, smollm2_hf_dir  # noqa: E402
+from servers import VLLM_CPU_DTYPE, VLLM_CPU_ENV, smollm2_hf_dir  # noqa: E402
 
 from synthlang.engines import create_engine  # noqa: E402
 from synthlang.engines.base import Request, SamplingParams  # noqa: E402
@@ -38,7 +38,7 @@ def llm():
         pytest.skip(f"no converted SmolLM2 at {smollm2_hf_dir()} (run .ci/vllm-env.sh)")
     for k, v in VLLM_CPU_ENV.items():
         os.environ.setdefault(k, v)
-    e = create_engine("vllm", str(smollm2_hf_dir()), {"max_model_len": 256, "dtype": "bfloat16", "max_num_seqs": 16})
+    e = create_engine("vllm", str(smollm2_hf_dir()), {"max_model_len": 256, "dtype": VLLM_CPU_DTYPE, "max_num_seqs": 16})
     e.load()
     yield e
     e.close()
@@ -80,6 +80,31 @@ def test_results_arrive_before_the_whole_batch_finishes(llm):
     rest = list(gen)
     assert first.key == "short"
     assert first.latency_s < min(r.latency_s for r in rest)
+
+
+def test_requests_from_more_join_the_running_batch(llm):
+    """Issue 9: what the dispatcher's ``more`` hands over while ``generate`` steps joins the running batch (it
+    finishes before the long request that was already running), fails alone when too long, and samples exactly
+    as it would alone (seeded)."""
+    long = SamplingParams(temperature=0.0, max_tokens=48, stop=())
+    short = SamplingParams(temperature=0.0, max_tokens=2)
+    extra = [[req("late", "Hi", sampling=short), req("late-long", "word " * 400)], [], [req("late2", "Say yes.", seed=3)]]
+    pulls = []
+
+    def more():
+        pulls.append(len(extra))
+        return extra.pop(0) if extra else []
+
+    out = list(llm.generate([req("l0", "Count from 1 upward slowly, one number per line.", sampling=long)], more=more))
+    keys = [r.key for r in out]
+    assert sorted(keys) == ["l0", "late", "late-long", "late2"]
+    by = {r.key: r for r in out}
+    assert by["late-long"].finish_reason == "error" and "max_model_len=256" in by["late-long"].error
+    assert by["l0"].completion_tokens > 8, by["l0"].text   # long enough that joining shows
+    assert keys.index("late") < keys.index("l0")           # joined mid-batch, not queued behind it
+    assert len(pulls) >= by["l0"].completion_tokens        # pulled before every engine step
+    alone = list(llm.generate([req("late2", "Say yes.", seed=3)]))[0]
+    assert alone.error is None and alone.text == by["late2"].text
 
 
 def test_openai_engine_against_vllm_server(vllm_server):

@@ -160,6 +160,10 @@ class Engine(Protocol):
     Attributes:
         kind: ``embedded``, ``vllm``, ``openai`` or ``fake``; part of every cache key.
         model_id: the model's id; part of every cache key.
+
+    Optional: ``streams_requests = True`` (openai: ``generate`` pulls lazily from the iterator it is given);
+    ``accepts_more = True`` (vllm: ``generate(requests, more=fn)`` calls ``fn()`` between its steps and adds
+    the requests it returns to the running batch). The scheduler's ``Dispatcher`` reads both.
     """
 
     kind: str

@@ -5,7 +5,9 @@ template is rendered by vLLM exactly as ``LLM.chat`` does), and this engine then
 ``llm.llm_engine.step()`` itself — the same loop ``LLM.chat``/``wait_for_completion`` run inside —
 yielding each ``RequestOutput`` the moment it is ``finished``. So the batch is as large as with
 ``LLM.chat`` (continuous batching over every queued request), but each result reaches the store as
-it completes: a crash loses only what was in flight. Generating in chunks was the alternative; it
+it completes: a crash loses only what was in flight. Requests that become ready while it steps (the
+Dispatcher's ``more``: the next step's requests, made from rows this batch just finished) are queued
+before the next engine step and join the running batch. Generating in chunks was the alternative; it
 would shrink the batch and stall on each chunk's slowest request.
 
 Per request: ``SamplingParams`` with ``seed`` from the call key (reproducible), logprobs when asked,
@@ -21,7 +23,7 @@ and the other requests run; ``max_tokens`` is capped to the room left.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from synthlang.engines.base import Request, Result, score_text, split_directives
@@ -136,14 +138,24 @@ class VLLMEngine:
             kw["structured_outputs"] = StructuredOutputsParams(json=schema)
         return v.SamplingParams(**kw)
 
-    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+    #: the Dispatcher may hand :meth:`generate` a ``more`` callable: requests that became ready while it steps
+    accepts_more = True
+
+    def generate(self, requests: Iterable[Request], more: Callable[[], list[Request]] | None = None) -> Iterator[Result]:
         """Queue every request at once, then step the engine; yield each result as it finishes.
+
+        Args:
+            requests: the requests ready now.
+            more: called (without blocking) before every engine step; the requests it returns join the
+                running batch at once (continuous batching), so a later step's requests do not wait for
+                this batch's slowest one. ``generate`` returns when nothing is in flight and ``more``
+                has nothing. Score/continuation requests it returns run after the batch drains.
 
         Raises:
             GenerationError: the engine itself failed mid-batch (the in-flight requests are lost).
         """
         reqs = list(requests)
-        if not reqs:
+        if not reqs and more is None:
             return
         self.load()
         t0 = time.perf_counter()
@@ -151,6 +163,40 @@ class VLLMEngine:
         if special:   # issue 15: score and prefix continuation, one llm.generate over token prompts
             yield from self._directed(special)
             reqs = [r for r in reqs if not split_directives(r.json_schema)[1]]
+        by_id: dict[str, Request] = {}     # external request id -> request, while in flight
+        internal: dict[str, str] = {}      # external id -> the internal id enqueue_chat returned
+        later: list[Request] = []          # score/continuation requests that arrived while stepping
+        yield from self._enqueue(reqs, by_id, internal)
+        engine = self._llm.llm_engine
+        try:
+            while True:
+                if more is not None:
+                    new = more()
+                    if new:
+                        later.extend(r for r in new if split_directives(r.json_schema)[1])
+                        yield from self._enqueue([r for r in new if not split_directives(r.json_schema)[1]],
+                                                 by_id, internal)
+                if not by_id or not engine.has_unfinished_requests():
+                    break
+                for out in engine.step():
+                    if not out.finished or out.request_id not in by_id:
+                        continue
+                    yield self._result(by_id.pop(out.request_id), out, t0)
+        except Exception as exc:   # noqa: BLE001 - vLLM's own errors (EngineDeadError, ...) become ours here
+            raise GenerationError(f"vLLM failed during generation: {type(exc).__name__}: {exc}", retryable=True) from None
+        finally:
+            if by_id:   # the consumer stopped early or the engine failed: drop what is in flight
+                try:
+                    engine.abort_request([internal[i] for i in by_id], internal=True)
+                except Exception:  # noqa: BLE001 - best effort during unwinding
+                    pass
+        for rid in list(by_id):
+            yield Result(by_id.pop(rid).key, finish_reason="error", error="vLLM finished without an output for this request")
+        if later:
+            yield from self._directed(later)
+
+    def _enqueue(self, reqs: list[Request], by_id: dict[str, Request], internal: dict[str, str]) -> Iterator[Result]:
+        """Template-check and ``enqueue_chat`` ``reqs`` (adding them to ``by_id``/``internal``); yields the failures."""
         ready: list[tuple[Request, Any]] = []
         for req in reqs:
             try:
@@ -163,42 +209,27 @@ class VLLMEngine:
                              error=f"prompt is {n} tokens, longer than max_model_len={self.max_model_len}")
                 continue
             ready.append((req, self._params(req, self.max_model_len - n)))
-        by_id: dict[str, Request] = {}
+        if not ready:
+            return
+        added: dict[str, Request] = {}
         try:
             ids = self._llm.enqueue_chat([[dict(m) for m in r.messages] for r, _ in ready], [p for _, p in ready],
                                          use_tqdm=False)
-            by_id = {str(i): r for i, (r, _) in zip(ids, ready, strict=True)}
+            added = {str(i): r for i, (r, _) in zip(ids, ready, strict=True)}
         except self._refused as exc:   # isolate the request vLLM refuses; the others still run
             for r, p in ready:
                 try:
                     (i,) = self._llm.enqueue_chat([[dict(m) for m in r.messages]], [p], use_tqdm=False)
-                    by_id[str(i)] = r
+                    added[str(i)] = r
                 except self._refused as one:
                     yield Result(r.key, finish_reason="error", error=f"vLLM refused the request: {one}")
-            if not by_id:
+            if not added and not by_id:
                 raise GenerationError(f"vLLM refused every request: {exc}") from None
-        engine = self._llm.llm_engine
         # enqueue_chat returns internal ids ("7-1a2b3c4d"); outputs carry the external one ("7").
-        internal = {i.split("-")[0]: i for i in by_id}
-        by_id = {i.split("-")[0]: r for i, r in by_id.items()}
-        pending = set(by_id)
-        try:
-            while pending and engine.has_unfinished_requests():
-                for out in engine.step():
-                    if not out.finished or out.request_id not in pending:
-                        continue
-                    pending.discard(out.request_id)
-                    yield self._result(by_id[out.request_id], out, t0)
-        except Exception as exc:   # noqa: BLE001 - vLLM's own errors (EngineDeadError, ...) become ours here
-            raise GenerationError(f"vLLM failed during generation: {type(exc).__name__}: {exc}", retryable=True) from None
-        finally:
-            if pending:   # the consumer stopped early or the engine failed: drop what is in flight
-                try:
-                    engine.abort_request([internal[i] for i in pending], internal=True)
-                except Exception:  # noqa: BLE001 - best effort during unwinding
-                    pass
-        for rid in pending:
-            yield Result(by_id[rid].key, finish_reason="error", error="vLLM finished without an output for this request")
+        for i, r in added.items():
+            ext = i.split("-")[0]
+            internal[ext] = i
+            by_id[ext] = r
 
     def _ids(self, messages: list[dict[str, str]], **kw: Any) -> list[int]:
         ids = self._tok.apply_chat_template(messages, tokenize=True, **kw)

@@ -97,7 +97,10 @@ class Dispatcher:
     Engines that declare ``streams_requests`` (openai: it pulls requests one at a
     time as slots free up) get a single ``generate`` over a blocking iterator; every
     other engine (vllm, embedded, fake, the OpenAI Batch API) gets everything ready
-    at each turn, as one list, so a vLLM batch is as full as the graph allows.
+    at each turn, as one list, so a vLLM batch is as full as the graph allows; an
+    engine that declares ``accepts_more`` (vllm) is also handed ``more=``, which it
+    calls before each of its steps to add what became ready since (step k+1's
+    requests join step k's running batch).
     Results go back to the inbox of every node that asked that key; requests that
     will never be sent (stop, budget, engine failure) come back as ``cancel``.
     """
@@ -212,6 +215,13 @@ class Dispatcher:
                 return
             yield req
 
+    def _more(self) -> list[Request]:
+        """Every request queued now, admitted (non-blocking; ``[]`` when none or stopping)."""
+        batch: list[Request] = []
+        while (nxt := self._next(block=False, admit=False)) is not None:
+            batch.append(nxt)
+        return list(self._admitted(batch))
+
     def _requests(self) -> Any:
         while True:
             req = self._next(block=True)
@@ -235,7 +245,10 @@ class Dispatcher:
                     batch = [first]
                     while (nxt := self._next(block=False, admit=False)) is not None:
                         batch.append(nxt)
-                    for res in engine.generate(self._admitted(batch)):
+                    # an engine that takes requests mid-batch (vllm) pulls what became ready before each of its
+                    # steps, so step k+1's requests join step k's running batch instead of waiting for it to drain
+                    more = {"more": self._more} if getattr(engine, "accepts_more", False) is True else {}
+                    for res in engine.generate(self._admitted(batch), **more):
                         self._route(res)
         except BaseException as exc:  # noqa: BLE001 - handed to the graph, raised by the runner
             self.runner._fail(exc)
