@@ -218,7 +218,7 @@ def _connect(path: Path, read_only: bool, wait_s: float = 0.0) -> duckdb.DuckDBP
 
 def writer_memory_limit(path: Path) -> str:
     """DuckDB's ``memory_limit`` for the writer: ``SYNTH_DB_MEMORY`` if set, else half the file's size, at
-    least 384 MB (set again at each reopen, so it follows the file as it grows).
+    least 256 MB (set again at each reopen, so it follows the file as it grows).
 
     DuckDB's default (80% of RAM) lets its buffer pool keep every block a run wrote: the writer's RSS then
     grew with the dataset (1.25 GB peak at 100k seeds, a 505 MB file, against 0.71 GB under a 300 MB limit).
@@ -232,7 +232,7 @@ def writer_memory_limit(path: Path) -> str:
         size = path.stat().st_size
     except OSError:
         size = 0
-    return f"{max(384, size // 2_000_000)}MB"
+    return f"{max(256, size // 2_000_000)}MB"
 
 
 class _RunLock:
