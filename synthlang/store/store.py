@@ -1,9 +1,11 @@
 """The DuckDB store: runs, steps, LLM calls, rows and lineage in one file.
 
 This is the only module that imports duckdb; its exceptions become
-:class:`~synthlang.errors.StoreError`. Every finished call is committed
-together with its rows and lineage edges in one small transaction, so a run
-killed at any moment keeps all finished work.
+:class:`~synthlang.errors.StoreError`. Finished calls, their rows, lineage
+edges and run links are buffered and written in bulk (one Arrow table per
+table, one transaction) by a background writer thread; every finished call is
+journaled first (``<db>.journal``), so a run killed at any moment keeps all
+finished work. See ``docs/store.md``, "Writes" and "Lookups".
 """
 
 from __future__ import annotations
