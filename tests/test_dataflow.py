@@ -448,3 +448,31 @@ def test_progress_has_one_task_per_step_with_growing_totals(project, fake_factor
     assert (tasks["r"].total, tasks["r"].completed) == (10, 10)
     assert (tasks["a"].total, tasks["a"].completed) == (20, 20)
     assert (tasks["v"].total, tasks["v"].completed) == (20, 20)
+
+
+def test_a_streamed_jsonl_export_equals_the_whole_list_export(project, fake_factory, monkeypatch):
+    """The run's JSONL export streams from the store a chunk at a time (here 5 rows, so 4+ chunks of real GSM8K
+    rows); its lines are exactly what shaping the whole step at once gives, in the same order."""
+    from synthlang.execute.export import jsonl_line
+    from synthlang.outputs import read
+    from synthlang.outputs.build import shape_rows
+
+    chunks: list[int] = []
+    whole_iter = read.iter_step_rows
+
+    def small_chunks(store, run_id, step, include_failed=False, chunk=4096):
+        for part in whole_iter(store, run_id, step, include_failed, chunk=5):
+            chunks.append(len(part))
+            yield part
+
+    monkeypatch.setattr(read, "iter_step_rows", small_chunks)
+    r = _runner(project, FAKE_RECIPE.replace("limit: int = 4", "limit: int = 12"), fake_factory)
+    r.run()
+    try:
+        rows = read.step_rows(r.store, r.run_id, "v")
+        examples, _, _ = shape_rows("jsonl", rows, {})
+        expected = "".join(jsonl_line(e) for e in examples)
+    finally:
+        r.store.close()
+    assert len(chunks) >= 4 and sum(chunks) == len(rows) == 24
+    assert (project / "out" / "v.jsonl").read_text(encoding="utf-8") == expected

@@ -134,14 +134,7 @@ def export_step(store: Any, step: str, path: str | Path, fmt: str, options: dict
     res.source_rows = len(rows)
     types = read.field_types(program, step)
     field_names = list(types) if types else list(dict.fromkeys(k for r in rows for k in r.data))
-    problem = resolve_slots(fmt, opts, field_names)
-    if problem:
-        raise ConfigError(f"export of '{step}' as {fmt}: {problem}")
-    for want in ("fields", "stratify"):
-        vals = opts.get(want) if want == "fields" else [opts[want]] if opts.get(want) else []
-        for f in vals or []:
-            if f not in field_names:
-                raise ConfigError(f"export of '{step}': unknown field '{f}' in {want}; fields: {', '.join(field_names)}")
+    _check_fields(fmt, opts, step, field_names)
     if fmt not in PLAIN:
         res.notes.append(f"{fmt}: {mapping_summary(fmt, opts)}")
     if fmt == "preference" and "rank_by" in opts:
@@ -151,12 +144,7 @@ def export_step(store: Any, step: str, path: str | Path, fmt: str, options: dict
     examples, origin, notes = shape_rows(fmt, rows, opts)
     res.notes += notes
     if not rows:
-        _, failed = store.query("SELECT count(*) FROM run_rows rr JOIN rows r USING (row_id) WHERE rr.run_id=? AND rr.step=? "
-                                "AND r.status='failed'", [run_id, step])
-        n_failed = failed[0][0] if failed else 0
-        res.warnings.append(f"'{step}' has 0 rows to export in run {run_id}"
-                            + (f" ({n_failed} failed; see them with: synth query \"SELECT error, count(*) FROM failures "
-                               f"WHERE step='{step}' GROUP BY ALL\")" if n_failed else ""))
+        res.warnings.append(_no_rows_warning(store, run_id, step))
     elif not examples:
         res.warnings.append(f"0 {fmt} examples from {len(rows)} rows of '{step}': " + "; ".join(notes))
     # JSONL keeps JSON's own types; Arrow files (parquet, hf) get Features declared from the step's field types
@@ -278,6 +266,32 @@ def _atomic_folder(path: Path, root: Path | None, write: Any) -> None:
         raise
 
 
+def _check_fields(fmt: str, opts: dict[str, Any], step: str, field_names: list[str]) -> None:
+    """The export's slots and ``fields``/``stratify`` options name fields the step has.
+
+    Raises:
+        ConfigError: naming the step, the option and the step's fields.
+    """
+    problem = resolve_slots(fmt, opts, field_names)
+    if problem:
+        raise ConfigError(f"export of '{step}' as {fmt}: {problem}")
+    for want in ("fields", "stratify"):
+        vals = opts.get(want) if want == "fields" else [opts[want]] if opts.get(want) else []
+        for f in vals or []:
+            if f not in field_names:
+                raise ConfigError(f"export of '{step}': unknown field '{f}' in {want}; fields: {', '.join(field_names)}")
+
+
+def _no_rows_warning(store: Any, run_id: str, step: str) -> str:
+    """The warning for a step with nothing to export, with how many of its rows failed and how to see why."""
+    _, failed = store.query("SELECT count(*) FROM run_rows rr JOIN rows r USING (row_id) WHERE rr.run_id=? AND rr.step=? "
+                            "AND r.status='failed'", [run_id, step])
+    n_failed = failed[0][0] if failed else 0
+    return (f"'{step}' has 0 rows to export in run {run_id}"
+            + (f" ({n_failed} failed; see them with: synth query \"SELECT error, count(*) FROM failures "
+               f"WHERE step='{step}' GROUP BY ALL\")" if n_failed else ""))
+
+
 def _stream_jsonl(store: Any, res: ExportResult, run_id: str, step: str, field_names: list[str], opts: dict[str, Any],
                   include_failed: bool, root: Path | None) -> ExportResult:
     """A plain JSONL export without splits, streamed from the store in input order, a chunk of rows at a time
@@ -285,12 +299,7 @@ def _stream_jsonl(store: Any, res: ExportResult, run_id: str, step: str, field_n
     from synthlang.outputs import read
     from synthlang.outputs.build import shape_rows
 
-    problem = resolve_slots(res.format, opts, field_names)
-    if problem:
-        raise ConfigError(f"export of '{step}' as {res.format}: {problem}")
-    for f in opts.get("fields") or []:
-        if f not in field_names:
-            raise ConfigError(f"export of '{step}': unknown field '{f}' in fields; fields: {', '.join(field_names)}")
+    _check_fields(res.format, opts, step, field_names)
     nonfinite = 0
 
     def write(f: Any) -> None:
@@ -306,12 +315,7 @@ def _stream_jsonl(store: Any, res: ExportResult, run_id: str, step: str, field_n
     if nonfinite:
         res.warnings.append(f"{nonfinite} NaN/Infinity values written as null")
     if not res.rows:
-        _, failed = store.query("SELECT count(*) FROM run_rows rr JOIN rows r USING (row_id) WHERE rr.run_id=? AND rr.step=? "
-                                "AND r.status='failed'", [run_id, step])
-        n_failed = failed[0][0] if failed else 0
-        res.warnings.append(f"'{step}' has 0 rows to export in run {run_id}"
-                            + (f" ({n_failed} failed; see them with: synth query \"SELECT error, count(*) FROM failures "
-                               f"WHERE step='{step}' GROUP BY ALL\")" if n_failed else ""))
+        res.warnings.append(_no_rows_warning(store, run_id, step))
     return res
 
 
