@@ -975,9 +975,6 @@ class Store:
             self._journal_fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(self._journal_fd, data)
 
-    def _journal_append(self, rec: tuple) -> None:
-        self._journal_write(_journal_line(rec))
-
     def _journal_rotate(self) -> None:
         """The journal's calls now belong to the flush in flight (``<db>.journal.flushing``); new calls go to a
         fresh journal. A flushing file left by a failed flush keeps its lines, first."""
@@ -999,10 +996,6 @@ class Store:
             os.unlink(self._flushing_path)
         except FileNotFoundError:
             pass
-
-    def _journal_reset(self) -> None:
-        if self._journal_fd is not None:
-            os.ftruncate(self._journal_fd, 0)
 
     def _replay_journal(self) -> int:
         """Insert the calls a killed writer journaled but never flushed; returns how many."""
